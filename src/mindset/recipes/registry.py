@@ -1,0 +1,40 @@
+"""Recipe steps by name. A step is a plain function in its capability package:
+
+    def step(ctx: RunContext, params: SomeParams) -> dict    # returns the step's metrics
+
+where SomeParams is a pydantic model (unknown fields forbidden). Entries are "module:function" strings,
+so naming a step imports only its own package. New capabilities add a line here; the runner never changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import typing
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from mindset.errors import MindsetError
+
+STEPS: dict[str, str] = {
+    "inspect": "mindset.models.steps:inspect_step",
+    "ppl": "mindset.evaluate.steps:ppl_step",
+    "generate": "mindset.chat.steps:generate_step",
+}
+
+
+def step_names() -> list[str]:
+    return list(STEPS)
+
+
+def resolve_step(name: str) -> tuple[Callable[..., dict[str, Any]], type[BaseModel]]:
+    """The step function and its parameters model; unknown names get a 'did you mean'."""
+    if name not in STEPS:
+        hint = difflib.get_close_matches(name, STEPS, n=1)
+        suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+        raise MindsetError(f"unknown recipe step {name!r}; {suggestion}steps: {', '.join(STEPS)}")
+    module_name, function_name = STEPS[name].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    params_model = typing.get_type_hints(function)["params"]
+    return function, params_model
