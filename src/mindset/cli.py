@@ -60,8 +60,7 @@ def _load(spec: str, device: str, dtype: str):
 
     gguf = locate_embedded(spec) if spec in EMBEDDED else (Path(spec) if spec.lower().endswith(".gguf") and Path(spec).is_file() else None)
     if gguf is not None and not is_cached(gguf):
-        with err_console.status(f"dequantizing {gguf.name} to safetensors (first load only)"):
-            return load(spec, device=device, dtype=dtype)
+        err_console.print(f"[dim]dequantizing {gguf.name} into a safetensors cache (first load only; later loads read the cache)[/]")
     return load(spec, device=device, dtype=dtype)
 
 

@@ -92,7 +92,8 @@ def validate(model: type[M], data: Any, doc: YamlDocument | None = None, loc: Lo
 
 
 def describe_validation_error(err: ValidationError, model: type[BaseModel], doc: YamlDocument | None, loc: Loc) -> str:
-    errors = err.errors()
+    # an unknown key usually explains the rest (a misspelt required field is also "missing"): report it first
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     full = loc + tuple(first["loc"])
     where = doc.where(full) if doc else "config"

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from mindset.chat.generation import generate
 from mindset.chat.sampling import SamplingParams
 from mindset.recipes.context import RunContext
 
 
+def _not_blank(prompt: str) -> str:
+    if not prompt.strip():
+        raise ValueError("the prompt is empty")
+    return prompt
+
+
 class GenerateParams(SamplingParams):
-    prompts: list[str] = Field(min_length=1)
+    prompts: list[Annotated[str, AfterValidator(_not_blank)]] = Field(min_length=1)
     chat: bool = Field(True, description="wrap each prompt in the chat template as a user turn")
     system: str | None = Field(None, description="system message for chat prompts")
-
-    @field_validator("prompts")
-    @classmethod
-    def _not_blank(cls, prompts: list[str]) -> list[str]:
-        for i, prompt in enumerate(prompts):
-            if not prompt.strip():
-                raise ValueError(f"prompt {i} is empty")
-        return prompts
 
 
 def generate_step(ctx: RunContext, params: GenerateParams) -> dict:

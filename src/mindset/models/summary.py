@@ -69,13 +69,14 @@ def parameters_by_component(model) -> dict[str, dict[str, int]]:
                 continue
             seen.add(id(param))
             component = component_of(f"{prefix}{name}", chain, output_embeddings)
-            totals[component]["params"] += param.numel()
-            totals[component]["bytes"] += param.numel() * param.element_size()
+            entry = totals.setdefault(component, {"params": 0, "bytes": 0})
+            entry["params"] += param.numel()
+            entry["bytes"] += param.numel() * param.element_size()
         for child_name, child in module.named_children():
             visit(child, [*chain, child], f"{prefix}{child_name}.")
 
     visit(model, [model], "")
-    return {c: v for c, v in totals.items() if v["params"] or c in COMPONENTS[:5]}
+    return {c: v for c, v in totals.items() if v["params"] or c in COMPONENTS[:5]}  # "other" only when present
 
 
 def memory_bytes(model) -> dict[str, int]:

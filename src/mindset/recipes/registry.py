@@ -31,7 +31,7 @@ def step_names() -> list[str]:
 def resolve_step(name: str) -> tuple[Callable[..., dict[str, Any]], type[BaseModel]]:
     """The step function and its parameters model; unknown names get a 'did you mean'."""
     if name not in STEPS:
-        hint = difflib.get_close_matches(name, STEPS, n=1)
+        hint = difflib.get_close_matches(name, STEPS, n=1, cutoff=0.4)
         suggestion = f"did you mean {hint[0]!r}? " if hint else ""
         raise MindsetError(f"unknown recipe step {name!r}; {suggestion}steps: {', '.join(STEPS)}")
     module_name, function_name = STEPS[name].split(":")

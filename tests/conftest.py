@@ -1,0 +1,76 @@
+import os
+import sys
+
+import pytest
+
+from mindset.errors import MindsetError
+
+
+@pytest.fixture(scope="session")
+def mindset_home(tmp_path_factory):
+    """A private MINDSET_HOME for the whole session: the GGUF cache is built fresh, once, by the tests."""
+    home = tmp_path_factory.mktemp("mindset-home")
+    old = os.environ.get("MINDSET_HOME")
+    os.environ["MINDSET_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("MINDSET_HOME", None)
+    else:
+        os.environ["MINDSET_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def smollm2(mindset_home):
+    """The real SmolLM2-135M, loaded once per session (the first load dequantizes the GGUF into the cache)."""
+    from mindset.models import load
+
+    return load("smollm2-135m", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def tiny_llama():
+    from mindset.models import load
+
+    return load("tiny-llama", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def tiny_gpt2():
+    from mindset.models import load
+
+    return load("tiny-gpt2", device="cpu", dtype="float32")
+
+
+@pytest.fixture(params=["tiny-llama", "tiny-gpt2"])
+def tiny(request):
+    from mindset.models import load
+
+    return load(request.param, device="cpu", dtype="float32")
+
+
+def run_cli(args, capsys, monkeypatch, stdin: str | None = None):
+    """Run `mindset ARGS` in this process the way the console script does; returns (exit code, stdout, stderr)."""
+    from mindset import cli
+
+    monkeypatch.setattr(sys, "argv", ["mindset", *args])
+    monkeypatch.setitem(cli.state, "debug", False)
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    return lambda *args, stdin=None: run_cli(list(args), capsys, monkeypatch, stdin)
+
+
+def raises_user_error(match: str):
+    return pytest.raises(MindsetError, match=match)
