@@ -1,0 +1,87 @@
+"""mindset chat."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
+from mindset.errors import MindsetError
+
+SAMPLING_OPTIONS = {"temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k", "max_new_tokens": "--max-new-tokens", "seed": "--seed"}
+
+
+def chat(
+    model: str = ModelArg,
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="answer this one message and exit ('-' reads it from stdin)"),
+    system: Optional[str] = typer.Option(None, help="system message"),
+    temperature: float = typer.Option(0.7, help="0 is greedy and deterministic"),
+    top_p: float = typer.Option(0.9, "--top-p", help="nucleus sampling mass"),
+    top_k: int = typer.Option(0, "--top-k", help="sample from the k most likely tokens (0: all)"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="longest answer in tokens"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    raw: bool = typer.Option(False, help="complete the prompt as plain text, without the chat template"),
+    fast_cpu: bool = typer.Option(True, "--fast-cpu/--no-fast-cpu", help="batched matrix-vector path for CPU decoding"),
+    stats: bool = typer.Option(False, help="print tokens/s after each answer (to stderr)"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Chat with a model: tokens stream as they are generated. --prompt answers once and exits."""
+    from mindset.chat import ChatSession, SamplingParams, generate
+
+    params = params_from_options(SamplingParams, SAMPLING_OPTIONS, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if prompt is not None and not prompt.strip():
+        raise MindsetError("the prompt is empty")
+    loaded = load_model(model, device, dtype)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def report(result) -> None:
+        if stats:
+            err_console.print(f"[dim]{len(result.tokens)} tokens, {result.tokens_per_second:.1f} tokens/s, {result.finish_reason}[/]")
+
+    if prompt is not None:
+        result = generate(loaded, prompt, params, chat=not raw, system=system, on_text=write, fast_cpu=fast_cpu)
+        write("\n")
+        report(result)
+        return
+    if raw:
+        raise MindsetError("--raw needs --prompt: an interactive chat always uses the chat template")
+    session = ChatSession(loaded, params, system=system)
+    console.print(f"[bold]{loaded.name}[/] — /reset forgets the conversation, /exit or Ctrl-D leaves")
+    while True:
+        try:
+            message = console.input("[bold green]you ›[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        command = message.strip().lower()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            session.reset()
+            console.print("[dim]conversation forgotten[/]")
+            continue
+        if not command:
+            continue
+        console.print("[bold blue]bot ›[/] ", end="")
+        try:
+            result = session.reply(message, on_text=write)
+        except KeyboardInterrupt:
+            session.messages.pop()  # the unanswered question
+            console.print("\n[dim]interrupted[/]")
+            continue
+        write("\n")
+        report(result)
+        if session.dropped_turns:
+            err_console.print(f"[dim]{session.dropped_turns} oldest exchange(s) dropped to fit the context[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chat)

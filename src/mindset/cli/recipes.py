@@ -1,0 +1,26 @@
+"""mindset run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mindset.cli.common import console, quiet_transformers
+
+def run(
+    recipe: Path = typer.Argument(..., help="recipe YAML file"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
+    name: Optional[str] = typer.Option(None, help="run folder name (default: the recipe's name)"),
+    device: Optional[str] = typer.Option(None, help="override the recipe's device"),
+) -> None:
+    """Run a recipe: its steps in order, writing runs/<name>/ with config, metrics.json and report.md."""
+    quiet_transformers()
+    from mindset.recipes import run_recipe
+
+    run_recipe(recipe, runs_dir=runs_dir, name=name, device=device, console=console)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
