@@ -57,7 +57,7 @@ def bench_load(reps: int, device: str) -> dict:
     for _ in range(reps):
         ours.append(time_call(lambda: load("smollm2-135m", device=device, dtype="float32"))[0])
         theirs.append(time_call(plain)[0])
-    ratios = [t / o for o, t in zip(ours, theirs)]
+    ratios = [t / o for o, t in zip(ours, theirs, strict=True)]
     return {"mindset_s": ours, "transformers_gguf_s": theirs, "speedup": median(ratios)}
 
 
@@ -84,17 +84,17 @@ def bench_generate(reps: int, new_tokens: int, device: str) -> dict:
     identical = True
     for _ in range(reps):
         for prompt in PROMPTS:
-            t_plain, tokens_plain = time_call(lambda: plain(prompt))
-            t_fast, tokens_fast = time_call(lambda: ours(prompt, True))
-            t_loop, tokens_loop = time_call(lambda: ours(prompt, False))
+            t_plain, tokens_plain = time_call(lambda p=prompt: plain(p))
+            t_fast, tokens_fast = time_call(lambda p=prompt: ours(p, True))
+            t_loop, tokens_loop = time_call(lambda p=prompt: ours(p, False))
             # HF keeps the end token in its output; mindset yields it too: both lists are comparable
             identical &= tokens_plain == tokens_fast == tokens_loop
             n = len(tokens_plain)
             runs["transformers"].append(n / t_plain)
             runs["mindset"].append(len(tokens_fast) / t_fast)
             runs["mindset_loop"].append(len(tokens_loop) / t_loop)
-    ratios = [m / t for m, t in zip(runs["mindset"], runs["transformers"])]
-    loop_ratios = [m / t for m, t in zip(runs["mindset_loop"], runs["transformers"])]
+    ratios = [m / t for m, t in zip(runs["mindset"], runs["transformers"], strict=True)]
+    loop_ratios = [m / t for m, t in zip(runs["mindset_loop"], runs["transformers"], strict=True)]
     return {"tokens_per_s": runs, "speedup": median(ratios), "loop_speedup": median(loop_ratios), "identical_tokens": identical}
 
 

@@ -89,7 +89,7 @@ def main(deb: str) -> None:
         subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
         novels = read_r_lazyload(Path(tmp) / DATA_DIR)
     splits: dict[str, list[str]] = {"train": [], "valid": []}
-    for name, title in NOVELS:
+    for name, _title in NOVELS:
         for i, chapter in enumerate(chapters(novels[name])):
             split = "valid" if i % VALID_EVERY == VALID_OFFSET else "train"
             splits[split].append("\n\n".join(chapter))

@@ -14,7 +14,7 @@ import torch
 
 from mindset.chat.cpu_decode import fast_cpu_decode
 from mindset.chat.sampling import SamplingParams, choose_token
-from mindset.chat.streaming import IncrementalDecoder
+from mindset.chat.completion import CompletionText
 from mindset.errors import MindsetError
 
 Messages = list[dict[str, str]]
@@ -112,48 +112,34 @@ def generate(
     return generate_from_ids(loaded, prompt_ids, params, stop=stop, on_text=on_text, fast_cpu=fast_cpu)
 
 
+def check_prompt_fits(loaded, n_prompt: int, max_new_tokens: int) -> int:
+    """How many new tokens fit after the prompt; a prompt that fills the context is an error."""
+    context = loaded.context_length
+    if n_prompt >= context:
+        raise MindsetError(f"the prompt is {n_prompt} tokens long; {loaded.name} reads at most {context} tokens")
+    return min(max_new_tokens, context - n_prompt)
+
+
 def generate_from_ids(
     loaded, prompt_ids: list[int], params: SamplingParams, *, stop: Sequence[str] = (), on_text=None, fast_cpu: bool = True
 ) -> Generation:
-    context = loaded.context_length
-    if len(prompt_ids) >= context:
-        raise MindsetError(f"the prompt is {len(prompt_ids)} tokens long; {loaded.name} reads at most {context} tokens")
-    budget = min(params.max_new_tokens, context - len(prompt_ids))
+    budget = check_prompt_fits(loaded, len(prompt_ids), params.max_new_tokens)
     stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
-    decoder = IncrementalDecoder(loaded.tokenizer)
-    tokens: list[int] = []
-    text = ""
-    finish = "length" if budget == params.max_new_tokens else "context"
-    hit = None
+    completion = CompletionText(loaded.tokenizer, stop_ids, stop)
     start = first_token_at = time.perf_counter()
     with closing(stream_tokens(loaded.model, prompt_ids, params, stop_ids, budget, fast_cpu=fast_cpu)) as stream:
         for token in stream:
-            if not tokens:
+            if not completion.tokens:
                 first_token_at = time.perf_counter()
-            tokens.append(token)
-            if token in stop_ids:
-                finish = "stop"
-                break
-            delta = decoder.push(token)
-            text += delta
-            hit = _first_stop(text, stop)
-            if hit is not None:  # cut the stop string, and anything after it, from text and delta
-                delta = delta[: max(0, len(delta) - (len(text) - hit))]
-                text = text[:hit]
-                finish = "stop"
+            delta = completion.push(token)
             if delta and on_text:
                 on_text(delta)
-            if finish == "stop":
+            if completion.finish_reason:
                 break
-    if hit is None:  # no stop string cut the text: emit what the decoder still holds
-        tail = decoder.flush()
-        text += tail
-        if tail and on_text:
-            on_text(tail)
+    tail = completion.close("length" if budget == params.max_new_tokens else "context")
+    if tail and on_text:
+        on_text(tail)
     end = time.perf_counter()
-    return Generation(text, tokens, len(prompt_ids), finish, first_token_at - start, end - first_token_at, stop_ids)
-
-
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    hits = [text.find(s) for s in stop if s and s in text]
-    return min(hits) if hits else None
+    return Generation(
+        completion.text, completion.tokens, len(prompt_ids), completion.finish_reason, first_token_at - start, end - first_token_at, stop_ids
+    )

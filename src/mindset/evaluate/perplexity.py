@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mindset.errors import MindsetError
+from mindset.models.loading import context_length
 from mindset.progress import track
 
 
@@ -57,11 +58,6 @@ def plan_windows(n_tokens: int, context: int, stride: int) -> list[Window]:
     return windows
 
 
-def model_context(model) -> int:
-    config = model.config
-    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
-
-
 @torch.inference_mode()
 def perplexity_of_ids(
     model,
@@ -76,7 +72,7 @@ def perplexity_of_ids(
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if ids.numel() < 2:
         raise MindsetError(f"perplexity needs at least 2 tokens, the text has {ids.numel()}")
-    limit = model_context(model)
+    limit = context_length(model)
     context = context or min(1024, limit)
     if context > limit:
         raise MindsetError(f"a window of {context} tokens is longer than the model's context ({limit})")

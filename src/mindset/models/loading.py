@@ -70,8 +70,12 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int:
-        config = self.model.config
-        return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
+        return context_length(self.model)
+
+
+def context_length(model) -> int:
+    """Longest sequence the model reads (GPT-2 calls it n_positions, which its config maps to this name)."""
+    return int(model.config.max_position_embeddings)
 
 
 def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", seed: int = 0) -> LoadedModel:

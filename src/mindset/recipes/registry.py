@@ -21,6 +21,7 @@ STEPS: dict[str, str] = {
     "inspect": "mindset.models.steps:inspect_step",
     "ppl": "mindset.evaluate.steps:ppl_step",
     "generate": "mindset.chat.steps:generate_step",
+    "export": "mindset.export.steps:export_step",
 }
 
 

@@ -1,0 +1,46 @@
+"""mindset serve."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Optional
+
+import typer
+
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, err_console, load_model
+
+
+def serve(
+    model: str = ModelArg,
+    host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback exposes the model to the network"),
+    port: int = typer.Option(8000, help="TCP port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MINDSET_API_KEY", help="require 'Authorization: Bearer KEY'"),
+    name: Optional[str] = typer.Option(None, help="model name clients send (default: the model spec)"),
+    max_pending: int = typer.Option(64, "--max-pending", help="requests in flight before new ones get 429"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    import uvicorn
+
+    from mindset.serve import create_app
+
+    loaded = load_model(model, device, dtype)
+    if not _is_loopback(host):
+        err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network" + ("" if api_key else " without an API key"))
+    app = create_app(loaded, model_name=name or loaded.name, api_key=api_key, max_pending=max_pending)
+    err_console.print(f"serving [bold]{name or loaded.name}[/] at http://{host}:{port}/v1")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

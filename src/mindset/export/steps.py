@@ -1,0 +1,29 @@
+"""Recipe step `export`: the current model as GGUF (+ Ollama Modelfile) in the run folder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mindset.export import export_gguf
+from mindset.recipes.context import RunContext
+
+
+class ExportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["gguf"] = "gguf"
+    dtype: Literal["f32", "f16", "q8_0"] = "f16"
+    filename: str = Field("model.gguf", pattern=r"^[\w.-]+\.gguf$", description="file name inside the run folder")
+    modelfile: bool = True
+
+
+def export_step(ctx: RunContext, params: ExportParams) -> dict:
+    written = export_gguf(ctx.loaded, ctx.run_dir / params.filename, params.dtype, params.modelfile)
+    ctx.console.print(f"wrote {written['gguf']} ({written['bytes'] / 2**20:.1f} MiB, {params.dtype})")
+    lines = [f"- `{written['gguf']}` — {written['bytes'] / 2**20:.1f} MiB, {params.dtype}"]
+    if "modelfile" in written:
+        lines.append(f"- `{written['modelfile']}` — for `ollama create NAME -f Modelfile`")
+    ctx.add_section("Export", "\n".join(lines))
+    return written

@@ -1,0 +1,18 @@
+"""Helpers for server tests: a live server on loopback, and a way to slow a model down."""
+
+import time
+
+from mindset.serve.background import BackgroundServer as LiveServer  # noqa: F401
+from mindset.serve.background import free_port  # noqa: F401
+
+
+def slow_down(loaded, seconds: float) -> None:
+    """Make each forward pass take at least `seconds`, so tests can act while a generation runs."""
+    model = loaded.model
+    original = model.forward
+
+    def forward(*args, **kwargs):
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    model.forward = forward
