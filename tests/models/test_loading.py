@@ -20,6 +20,12 @@ def test_tiny_models_are_reproducible_from_their_seed(name):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa if wa[k].dtype.is_floating_point)
 
 
+def test_seed_in_the_spec():
+    assert all(torch.equal(a, b) for a, b in zip(weights(load("tiny-gpt2@3")).values(), weights(load("tiny-gpt2", seed=3)).values()))
+    with pytest.raises(MindsetError, match="unknown model"):
+        load("tiny-gpt2@x")
+
+
 def test_tiny_model_build_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)

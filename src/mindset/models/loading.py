@@ -81,7 +81,8 @@ def context_length(model) -> int:
 def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", seed: int = 0) -> LoadedModel:
     """Load a model by spec.
 
-    spec: 'smollm2-135m' (embedded default), 'tiny-llama' / 'tiny-gpt2' (random, from `seed`),
+    spec: 'smollm2-135m' (embedded default), 'tiny-llama' / 'tiny-gpt2' (random, from `seed`, or
+    'tiny-llama@SEED'),
     an HF model folder with safetensors weights, or a .gguf file. Pickle weights are refused.
     """
     spec = str(spec).strip()
@@ -90,10 +91,12 @@ def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | 
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
 
-    if spec in TINY:
+    tiny_name, _, tiny_seed = spec.partition("@")
+    if tiny_name in TINY and (not tiny_seed or tiny_seed.isdigit()):
         from mindset.models.tiny import build_tiny
 
-        model, tokenizer = build_tiny(spec, seed)
+        seed = int(tiny_seed) if tiny_seed else seed  # "tiny-llama@3": the seed in the spec, for the CLI
+        model, tokenizer = build_tiny(tiny_name, seed)
         source = ModelSource(spec, "tiny", detail={"seed": seed})
     elif spec in EMBEDDED:
         gguf_path = locate_embedded(spec)

@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     "ppl": "mindset.evaluate.steps:ppl_step",
     "generate": "mindset.chat.steps:generate_step",
     "export": "mindset.export.steps:export_step",
+    "distill": "mindset.train.steps:distill_step",
 }
 
 

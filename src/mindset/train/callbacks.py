@@ -1,0 +1,27 @@
+"""Lightning callbacks: perplexity on the shipped valid split during training."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from mindset.data import corpus_text
+from mindset.evaluate.perplexity import perplexity_of_ids
+
+
+class ValidPerplexity(L.Callback):
+    """Every `every` optimizer steps, the student's perplexity on the first `tokens` of the valid split."""
+
+    def __init__(self, tokenizer, every: int, tokens: int, window: int):
+        self.ids = tokenizer(corpus_text("valid"), add_special_tokens=False, verbose=False)["input_ids"][:tokens]
+        self.every, self.window = every, window
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == 0 or step % self.every or getattr(self, "_last", None) == step:
+            return
+        self._last = step
+        model = module.student
+        model.eval()
+        result = perplexity_of_ids(model, self.ids, context=self.window, stride=self.window // 2)
+        model.train()
+        module.log("valid/ppl", result.perplexity, prog_bar=True)

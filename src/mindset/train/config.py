@@ -1,0 +1,51 @@
+"""Every knob of a distillation run, validated; the defaults are the documented recipe."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DistillConfig(BaseModel):
+    """loss = alpha * KL(teacher || student at temperature T) * T^2 + beta * CE(data) + gamma * (1 - cos(hidden))
+
+    The DistilGPT2/DistilBERT recipe: soft targets from the teacher carry most of the signal, the data's
+    own next tokens keep the student honest, and a cosine term can align chosen hidden states.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("distill", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder: runs/<name>")
+    steps: int = Field(100, ge=1, description="optimizer steps")
+    batch_size: int = Field(4, ge=1, description="blocks per micro-batch")
+    seq_len: int = Field(128, ge=8, description="tokens per block")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay ends at lr * this")
+    grad_clip: float | None = Field(1.0, gt=0)
+    alpha: float = Field(0.5, ge=0, description="weight of the KL term")
+    beta: float = Field(0.5, ge=0, description="weight of the cross-entropy on the data")
+    gamma: float = Field(0.0, ge=0, description="weight of the hidden-state cosine term")
+    temperature: float = Field(2.0, gt=0)
+    cosine_layers: list[int] = Field([-1], description="hidden states compared by the cosine term (-1: last)")
+    trainable: list[str] = Field(["*"], min_length=1, description="glob patterns of parameter names to train; others freeze")
+    data: str = Field("austen", description="'austen' (the shipped corpus), a .txt file or a .jsonl file with a 'text' field")
+    max_train_tokens: int | None = Field(None, ge=16, description="use only the first N tokens of the data")
+    valid_every: int = Field(0, ge=0, description="valid perplexity every N steps (0: never)")
+    valid_tokens: int = Field(4096, ge=16, description="tokens of the valid split used for it")
+    checkpoint_every: int = Field(50, ge=1, description="checkpoint every N steps")
+    keep_checkpoints: int = Field(2, ge=1)
+    max_bad_steps: int = Field(5, ge=1, description="stop after this many non-finite losses in a row")
+    seed: int = 0
+    precision: Literal["auto", "32", "bf16-mixed"] = Field("auto", description="auto: bf16-mixed on a GPU, 32 on CPU")
+    compile: bool = Field(False, description="torch.compile the student")
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        if self.alpha == self.beta == self.gamma == 0:
+            raise ValueError("alpha, beta and gamma are all 0: nothing to learn from")
+        return self

@@ -1,0 +1,194 @@
+"""`distill(student, teacher, config)`: Lightning trains the student to match the teacher, resumably."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from mindset.errors import MindsetError
+from mindset.fileio import atomic_write_json
+from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
+from mindset.train.config import DistillConfig
+from mindset.train.data import StepBatches, read_training_text, token_blocks
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    student_dir: Path
+    steps: int
+    trainable_params: int
+    total_params: int
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def select_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> set[str]:
+    """Names of the parameters matching any glob pattern; every pattern must match something."""
+    names = [n for n, _ in model.named_parameters()]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            example = ", ".join(names[:3])
+            raise MindsetError(f"the pattern {pattern!r} matches no parameter of the student (names look like: {example}, ...)")
+        chosen.update(hits)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in chosen)
+    return chosen
+
+
+def check_compatible(student, teacher) -> None:
+    if student.tokenizer.get_vocab() != teacher.tokenizer.get_vocab() or student.model.config.vocab_size != teacher.model.config.vocab_size:
+        raise MindsetError(
+            "the teacher and the student have different vocabularies; distillation compares their next-token "
+            "distributions token by token, so both must use the same tokenizer"
+        )
+
+
+def check_memory(student, config: DistillConfig) -> None:
+    """A rough lower bound of what one micro-batch needs, against what the device has free.
+
+    Per token: teacher and student logits plus their log-softmaxes in fp32 (4 x vocab floats), and the
+    student's saved activations (~16 x hidden floats per layer). Catches configurations that cannot fit
+    before minutes of set-up, instead of an allocator error mid-run.
+    """
+    model_config = student.model.config
+    tokens = config.batch_size * config.seq_len
+    per_token = 4 * model_config.vocab_size + 16 * model_config.hidden_size * model_config.num_hidden_layers
+    need = tokens * per_token * 4
+    free = _free_memory(student.device)
+    if free is not None and need > free:
+        raise MindsetError(
+            f"batch_size {config.batch_size} x seq_len {config.seq_len} needs at least {need / 2**30:.1f} GiB "
+            f"for activations, but {free / 2**30:.1f} GiB is free; lower them and raise grad_accum instead"
+        )
+
+
+def _free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The complete checkpoint with the highest step (folders named step=NNNNNN.ckpt)."""
+    done = [p for p in folder.glob("step=*.ckpt") if is_complete(p)] if folder.is_dir() else []
+    return max(done, key=lambda p: int(p.stem.split("=")[1]), default=None)
+
+
+def _checkpoint_step(path: Path) -> int:
+    tree = json.loads((path / TREE).read_text())
+    return next(v for k, v in tree["__dict__"] if k == "global_step")
+
+
+def distill(
+    student,
+    teacher,
+    config: DistillConfig | None = None,
+    *,
+    runs_dir: str | Path = "runs",
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    progress: bool = True,
+) -> DistillResult:
+    """Distill `teacher` (a LoadedModel) into `student` (a LoadedModel, trained in place).
+
+    Writes runs/<name>/: tb/ (TensorBoard), checkpoints/ (safetensors + JSON), student/ (the final model,
+    loadable with mindset.models.load) and distill.json (counts and final metrics).
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from mindset.models import save
+    from mindset.train.callbacks import ValidPerplexity
+    from mindset.train.module import DistillModule
+
+    config = config or DistillConfig()
+    check_compatible(student, teacher)
+    check_memory(student, config)
+    run_dir = Path(runs_dir) / config.name
+    checkpoints = run_dir / "checkpoints"
+    resume_from = latest_checkpoint(checkpoints)
+    if resume and resume_from is None:
+        raise MindsetError(f"nothing to resume: {checkpoints} holds no complete checkpoint")
+    if not resume and resume_from is not None:
+        raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another name")
+    start_step = _checkpoint_step(resume_from) if resume else 0
+
+    trainable = select_trainable(student.model, config.trainable)
+    total = sum(p.numel() for p in student.model.parameters())
+    n_trainable = sum(p.numel() for n, p in student.model.named_parameters() if n in trainable)
+    blocks = token_blocks(student.tokenizer, read_training_text(config.data), config.seq_len, config.max_train_tokens)
+    batches = StepBatches(blocks, config.batch_size, config.seed, start=start_step * config.grad_accum)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its GPU/TPU/tip banners
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    precision = config.precision if config.precision != "auto" else ("bf16-mixed" if student.device.type == "cuda" else "32")
+    if config.compile:
+        student.model.forward = torch.compile(student.model.forward)
+    module = DistillModule(student.model.train(), teacher.model, config, trainable)
+    saver = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="step={step:06d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=config.checkpoint_every,
+        save_top_k=config.keep_checkpoints,
+        monitor="step",
+        mode="max",
+    )
+    extra = [RichProgressBar(leave=True)] if progress else []
+    if config.valid_every:
+        extra.append(ValidPerplexity(student.tokenizer, config.valid_every, config.valid_tokens, config.seq_len))
+    trainer = L.Trainer(
+        accelerator="gpu" if student.device.type == "cuda" else "cpu",
+        devices=1,
+        max_steps=config.steps,
+        accumulate_grad_batches=config.grad_accum,
+        gradient_clip_val=config.grad_clip,
+        precision=precision,
+        logger=TensorBoardLogger(str(run_dir), name="tb", version=""),
+        callbacks=[saver, LearningRateMonitor(logging_interval="step"), *extra, *callbacks],
+        plugins=[SafetensorsCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(run_dir),
+    )
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|infinite|LeafSpec|exists and is not empty).*")
+        try:
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume_from) if resume else None)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
+                raise
+            raise MindsetError(f"out of memory with batch_size {config.batch_size} x seq_len {config.seq_len}; lower them or use grad_accum") from None
+    seconds = time.perf_counter() - started
+    student.model.requires_grad_(True).eval()
+    student_dir = save(student, run_dir / "student", overwrite=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    result = DistillResult(run_dir, student_dir, trainer.global_step, n_trainable, total, seconds, metrics)
+    atomic_write_json(
+        run_dir / "distill.json",
+        {"config": config.model_dump(), "steps": result.steps, "trainable_params": n_trainable, "total_params": total,
+         "seconds": seconds, "tokens_seen": module.tokens_seen, "resumed_from_step": start_step, "metrics": metrics},
+    )
+    return result
