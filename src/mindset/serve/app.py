@@ -124,7 +124,7 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
             )
         budget = limit or context - len(prompt_ids)
         params = SamplingParams(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
-        return Job(prompt_ids, params, budget, body.stop_list(), loop=asyncio.get_running_loop())
+        return Job(prompt_ids, params, body.stop_list(), loop=asyncio.get_running_loop())
 
     return app
 

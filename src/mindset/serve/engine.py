@@ -27,8 +27,7 @@ class EngineBusy(Exception):
 @dataclass
 class Job:
     prompt_ids: list[int]
-    params: SamplingParams
-    budget: int  # new tokens allowed (max_tokens, or what the context leaves)
+    params: SamplingParams  # max_new_tokens: max_tokens, or what the context leaves
     stop: list[str]
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)  # ("text", str) ... then ("done", reason, n_tokens) or ("error", msg)
@@ -100,7 +99,7 @@ class Engine:
             if job.cancelled.is_set():
                 self._finished()
             else:
-                stream = stream_tokens(self.loaded.model, job.prompt_ids, job.params, self.stop_ids, job.budget, fast_cpu=False)
+                stream = stream_tokens(self.loaded.model, job.prompt_ids, job.params, self.stop_ids, job.params.max_new_tokens, fast_cpu=False)
                 active.append((job, stream, CompletionText(self.loaded.tokenizer, self.stop_ids, job.stop)))
             try:
                 job = self._inbox.get_nowait()
