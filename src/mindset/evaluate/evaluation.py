@@ -81,6 +81,8 @@ def evaluate_model(
 ) -> EvalRun:
     specs = [load_task(p) for p in task_files]  # every file is read and checked before any scoring
     tasks = [Task(spec, num_fewshot=num_fewshot) for spec in specs]
+    for task in tasks:
+        task.check(limit, seed)
     run = EvalRun(loaded.name, loaded.source.describe(), settings={"limit": limit, "num_fewshot": num_fewshot, "fewshot_seed": seed})
     for task in tasks:
         result = evaluate_task(loaded, task, limit=limit, seed=seed, progress=progress, warn=warn)

@@ -299,7 +299,13 @@ def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
             data = json.loads(text)
             rows = data[field] if field else data
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise MindsetError(f"{path}:{number}: invalid JSON: {err.msg}") from None
     except json.JSONDecodeError as err:
         raise MindsetError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
     except KeyError:
@@ -313,7 +319,6 @@ def load_split(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
     files = split_files(spec)
     if split not in files:
         raise MindsetError(f"{spec.location()}: split {split!r} has no data_files (splits: {', '.join(files)})")
-    rows = [row for path in files[split] for row in read_records(path, spec.dataset_kwargs.get("field"))]
-    # like a `datasets` table: every row has every column, None where a record lacks it
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return [{key: row.get(key) for key in columns} for row in rows]
+    # records stay as written: a record lacking a field the templates use is an error naming the record
+    # (through `datasets`, lm-eval would fill the field with None and render "None" into the prompt)
+    return [row for path in files[split] for row in read_records(path, spec.dataset_kwargs.get("field"))]

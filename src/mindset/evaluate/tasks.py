@@ -37,7 +37,7 @@ class Task:
         self.docs = load_split(spec, spec.eval_split)
         if not self.docs:
             raise MindsetError(f"{spec.location()}: split {spec.eval_split!r} has no documents")
-        self.columns = set(self.docs[0])
+        self.columns = {key for doc in self.docs for key in doc}
         self.num_fewshot = num_fewshot if num_fewshot is not None else (spec.num_fewshot or 0)
         if spec.doc_to_text is None:
             raise MindsetError(f"{spec.location()}: doc_to_text is missing")
@@ -64,12 +64,17 @@ class Task:
     def _call(self, ref: FunctionRef, doc: dict, what: str):
         return ref.load()(doc)
 
+    def _field(self, doc: dict, name: str, what: str):
+        if name not in doc:
+            raise MindsetError(f"{self.spec.location()}: {what} reads field {name!r}, which document {self._where(doc)} lacks")
+        return doc[name]
+
     def doc_to_text(self, doc: dict, template: Any = None) -> str:
         template = self.spec.doc_to_text if template is None else template
         if isinstance(template, FunctionRef):
             text = self._call(template, doc, "doc_to_text")
         elif isinstance(template, str) and template in self.columns:
-            text = doc[template]
+            text = self._field(doc, template, "doc_to_text")
         elif isinstance(template, str):
             text = self._render(template, doc, "doc_to_text")
             if text.isdigit() and self.spec.doc_to_choice is not None:
@@ -85,7 +90,7 @@ class Task:
         if isinstance(template, FunctionRef):
             return self._call(template, doc, "doc_to_target")
         if isinstance(template, str) and template in self.columns:
-            return doc[template]
+            return self._field(doc, template, "doc_to_target")
         if isinstance(template, str):
             text = self._render(template, doc, "doc_to_target")
             if text.isdigit() and self.spec.doc_to_choice is not None:
@@ -103,7 +108,7 @@ class Task:
         if isinstance(template, FunctionRef):
             choices = self._call(template, doc, "doc_to_choice")
         elif isinstance(template, str) and template in self.columns:
-            choices = doc[template]
+            choices = self._field(doc, template, "doc_to_choice")
         elif isinstance(template, str):
             rendered = self._render(template, doc, "doc_to_choice")
             try:
@@ -192,6 +197,19 @@ class Task:
         if len(shots) < n:  # the pool held copies of the document
             shots = rnd.sample([d for d in pool if d != doc], n)
         return shots
+
+    def check(self, limit: int | None = None, seed: int = FEWSHOT_SEED) -> None:
+        """Render every prompt, choice list and target the evaluation will need, so a bad document fails before any scoring."""
+        self.contexts(limit, seed)
+        for doc in self.docs[:limit] if limit else self.docs:
+            if self.spec.output_type == "multiple_choice":
+                choices = self.doc_to_choice(doc)
+                if self.spec.process_results is None:
+                    self.gold_indices(doc, choices)
+            else:
+                self.doc_to_target(doc)
+        if self.spec.output_type == "generate_until":
+            self.until()
 
     def until(self) -> tuple[list[str], int]:
         """Stop strings and the token budget of a generate_until task (lm-eval's defaults when unset)."""
