@@ -72,7 +72,7 @@ TASK = {
         }
     ],
     # GSM8K stops at "Question:"; "\n\n" (the few-shot delimiter) also ends an answer, and saves decoding time
-    "generation_kwargs": {"until": ["Question:", "</s>", "<|im_end|>", "\n\n"], "do_sample": False, "temperature": 0.0, "max_gen_toks": 96},
+    "generation_kwargs": {"until": ["Question:", "</s>", "<|im_end|>", "\n\n"], "do_sample": False, "temperature": 0.0, "max_gen_toks": 64},
     "filter_list": [
         {"name": "strict-match", "filter": [{"function": "regex", "regex_pattern": "#### (\\-?[0-9\\.\\,]+)"}, {"function": "take_first"}]},
         {"name": "flexible-extract", "filter": [{"function": "regex", "group_select": -1, "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"}, {"function": "take_first"}]},
