@@ -3,7 +3,7 @@
 Needs lm-eval (`pip install 'mindset-lab[lm-eval]'`). Both read the same HF model folder and the same task
 YAML; lm-eval runs with its defaults (batch size 1, few-shot seed 1234). For each task the check compares
 every document's prompt, every choice's log-likelihood (to `tolerance`), every generation, and every metric
-(exactly, and the standard errors to 1e-9).
+(exactly; mc2, a smooth function of the log-likelihoods, to the same 1e-4).
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ def run_lm_eval(folder: str | Path, task_files: list[Path], limit: int | None, b
     )
 
 
-CONTINUOUS = {"mc2"}  # functions of the log-likelihoods themselves: equal to float rounding, not bit for bit
+# functions of the log-likelihoods themselves (not of their argmax): equal to the log-likelihoods' float
+# rounding, so to the same 1e-4; every other metric must be equal
+CONTINUOUS = {"mc2"}
 
 
 def _same(metric: str, a: float, b: float) -> bool:
-    tolerance = 1e-6 if metric.split(",")[0] in CONTINUOUS else 1e-12
+    tolerance = 1e-4 if metric.split(",")[0] in CONTINUOUS else 1e-12
     return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
 
 
