@@ -28,8 +28,10 @@ def test_tiny_model_scores_equal_lm_evals(tmp_path, suites):
 
 def test_smollm2_scores_equal_lm_evals(smollm2, suites):
     folder = smollm2.source.weights  # the HF folder mindset caches the GGUF into
-    chosen = [p for p in suites if p.stem in ("capitals", "arithmetic", "negation", "counting")]
-    reports = peer_check(folder, chosen, limit=5)
+    # one task per kind of scoring: multiple choice (one- and multi-token choices), generation with
+    # GSM8K's two filters, mc2; benchmarks/peer_check.py runs every task on more documents
+    chosen = [p for p in suites if p.stem in ("capitals", "arithmetic", "negation")]
+    reports = peer_check(folder, chosen, limit=3)
     for report in reports:
         assert report.ok, (report.task, report.problems[:3])
     assert max(r.max_ll_diff for r in reports) < 1e-4
