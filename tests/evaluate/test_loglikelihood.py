@@ -62,3 +62,38 @@ def test_bad_continuations(tiny_llama):
         score_tokens(tiny_llama.model, [([1, 2], [])], max_length=256)
     with pytest.raises(MindsetError, match="does not fit"):
         score_tokens(tiny_llama.model, [([1, 2], list(range(300)))], max_length=256)
+
+
+def test_an_evaluation_says_when_prompts_were_cut(tiny_llama, tmp_path):
+    from mindset.evaluate.runner import evaluate_task
+    from mindset.evaluate.suites import write_task
+    from mindset.evaluate.taskfile import load_task
+    from mindset.evaluate.tasks import Task
+
+    warnings = []
+    task = Task(load_task(write_task("counting", tmp_path, n_test=5)))  # 3-shot prompts: ~500 bytes, 256 positions
+    result = evaluate_task(tiny_llama, task, limit=2, warn=warnings.append)
+    assert result.truncated_docs == 2 and all(s["truncated"] > 0 for s in result.samples)
+    assert len(warnings) == 1 and "cut from the left, as lm-eval does" in warnings[0]
+
+
+def test_generation_keeps_the_newest_prompt_tokens_and_room_to_answer(tiny_llama):
+    from mindset.evaluate.generation import generate_until
+
+    long_prompt = "word " * 100  # 500 bytes: longer than the tiny model's 256 positions
+    result = generate_until(tiny_llama, long_prompt, ["\n"], max_gen_toks=16)
+    assert result.truncated == 500 - (256 - 16) and result.tokens <= 16
+    with pytest.raises(MindsetError, match="must be less than the model's context"):
+        generate_until(tiny_llama, "hi", ["\n"], max_gen_toks=256)
+
+
+@pytest.mark.parametrize("stop", [["e"], [" t", "\n"], []])
+def test_generation_equals_transformers_greedy_cut_at_the_first_stop(tiny, stop):
+    from mindset.evaluate.generation import cut_at_stops, generate_until
+
+    prompt = "It is a truth universally acknowledged, that"
+    ids = torch.tensor([tiny.tokenizer(prompt)["input_ids"]])
+    with torch.no_grad():
+        out = tiny.model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=tiny.tokenizer.pad_token_id)
+    expected = cut_at_stops(tiny.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True), stop + [tiny.tokenizer.eos_token])
+    assert generate_until(tiny, prompt, stop, max_gen_toks=20).text == expected

@@ -36,15 +36,15 @@ def ppl(
     )
 
 
-EVAL_HELP = """Score models on tasks and print one table: tasks as rows, models as columns, deltas against the first.
+EVAL_HELP = """Score models on tasks; one table: tasks as rows, models as columns, deltas against the first.
 
-    mindset eval MODEL... --tasks capitals,arithmetic,canaries|path/to/task.yaml
+mindset eval MODEL... --tasks capitals,arithmetic,canaries|path/to/task.yaml
 
-    mindset eval compare RUNDIR...   (the table again, from finished runs)
+mindset eval compare RUNDIR...  (the table again, from finished runs; RUNDIR is OUT/<model> or a recipe run)
 
-Tasks are mindset's suites (capitals, arithmetic, canaries, or one canary: modus_ponens, syllogisms,
-negation, copying, counting, ordering) and lm-eval task YAML files with local data. Each model's results go
-to OUT/<model>/ (results.json, samples.jsonl); the table to OUT/comparison.md and comparison.json.
+Tasks: mindset's suites (capitals, arithmetic, canaries = modus_ponens, syllogisms, negation, copying,
+counting, ordering) and lm-eval task YAML files with local data. Each model's results go to OUT/<model>/
+(results.json, samples.jsonl), the table to OUT/comparison.md and comparison.json.
 """
 
 
