@@ -100,3 +100,40 @@ def test_invalid_json_and_missing_files(tmp_path):
         Task(load_task(path))
     with pytest.raises(MindsetError, match="no such task file"):
         load_task(tmp_path / "nope.yaml")
+
+
+MC2 = """\
+task: truthy
+dataset_path: json
+dataset_kwargs: {data_files: {validation: mc2.jsonl}}
+validation_split: validation
+output_type: multiple_choice
+doc_to_text: "Q: {{question}}\\nA:"
+doc_to_choice: "{{mc2_targets.choices}}"
+doc_to_target: 0
+process_results: !function utils.process_results_mc2
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_truthfulqa_style_mc2_runs_natively_without_the_utils_module(tmp_path, tiny_llama):
+    import math
+
+    docs = [{"question": "Is 3 odd?", "mc2_targets": {"choices": ["Yes.", "It is.", "No."], "labels": [1, 1, 0]}}]
+    (tmp_path / "mc2.jsonl").write_text(json.dumps(docs[0]) + "\n")
+    (tmp_path / "utils.py").write_text("import lm_eval_is_not_needed_here\n")  # would fail if imported
+    (tmp_path / "task.yaml").write_text(MC2)
+    result = evaluate_task(tiny_llama, Task(load_task(tmp_path / "task.yaml")))
+    lls = result.samples[0]["loglikelihoods"]
+    probs = [math.exp(x) for x in lls]
+    assert result.metrics["acc"]["value"] == pytest.approx((probs[0] + probs[1]) / sum(probs))
+
+
+def test_other_process_results_functions_are_imported_and_called(tmp_path, tiny_llama):
+    (tmp_path / "scoring.py").write_text("def first_is_best(doc, results):\n    return {'acc': float(results[0][0] == max(r[0] for r in results))}\n")
+    path = write(tmp_path, BASE + "process_results: !function scoring.first_is_best\nmetric_list: [{metric: acc}]\n")
+    result = evaluate_task(tiny_llama, Task(load_task(path)), limit=3)
+    assert [s["scores"]["acc"] for s in result.samples] == [float(s["loglikelihoods"][0] == max(s["loglikelihoods"])) for s in result.samples]

@@ -43,6 +43,12 @@ class FunctionRef:
     folder: Path
 
     def load(self):
+        """The function, imported once per file (lm-eval imports the module beside the YAML, too)."""
+        if self not in _FUNCTIONS:
+            _FUNCTIONS[self] = self._import()
+        return _FUNCTIONS[self]
+
+    def _import(self):
         path = self.folder / f"{self.module}.py"
         if not path.is_file():
             raise MindsetError(f"!function {self.module}.{self.name}: no file {path}")
@@ -56,6 +62,8 @@ class FunctionRef:
             raise MindsetError(f"!function {self.module}.{self.name}: {path} defines no {self.name!r}")
         return getattr(module, self.name)
 
+
+_FUNCTIONS: dict[FunctionRef, object] = {}
 
 Template = str | int | list | dict | FunctionRef | None
 
