@@ -9,6 +9,10 @@ separate the engine's gain) score the same documents. Samples/s = documents / wa
 Runs alternate (lm-eval, mindset, lm-eval, ...) so drift in machine speed hits both; the table shows medians
 and the ratio of medians. The scores must be identical — every log-likelihood to 1e-4 and every metric
 equal — or the script says so and fails.
+
+The published numbers were taken with OMP_NUM_THREADS=1 on a shared 2-core machine under heavy load: there,
+torch's two threads spin on a core another process holds and every run becomes 5-50x slower, for lm-eval
+and mindset alike.
 """
 
 from __future__ import annotations
