@@ -1,4 +1,4 @@
-"""mindset ppl."""
+"""mindset ppl, mindset eval (and mindset eval compare)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, load_model, params_from_options
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
+from mindset.errors import MindsetError
 
 def ppl(
     model: str = ModelArg,
@@ -35,5 +36,81 @@ def ppl(
     )
 
 
+EVAL_HELP = """Score models on tasks; one table: tasks as rows, models as columns, deltas against the first.
+
+mindset eval MODEL... --tasks capitals,arithmetic,canaries|path/to/task.yaml
+
+mindset eval compare RUNDIR...  (the table again, from finished runs; RUNDIR is OUT/<model> or a recipe run)
+
+Tasks: mindset's suites (capitals, arithmetic, canaries = modus_ponens, syllogisms, negation, copying,
+counting, ordering) and lm-eval task YAML files with local data. Each model's results go to OUT/<model>/
+(results.json, samples.jsonl), the table to OUT/comparison.md and comparison.json.
+"""
+
+
+def eval_command(
+    models: list[str] = typer.Argument(..., help="model specs; or 'compare' followed by run folders"),
+    tasks: str = typer.Option("capitals,arithmetic,canaries", "--tasks", "-t", help="comma-separated suites, task names or task .yaml files"),
+    limit: Optional[int] = typer.Option(40, "--limit", help="documents per task (0: all)"),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="override each task's num_fewshot"),
+    seed: int = typer.Option(0, "--seed", help="seed of the generated suites"),
+    size: int = typer.Option(200, "--size", help="generated test documents per shipped task"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/eval; for compare: beside the first run)"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    if models and models[0] == "compare":
+        return _compare(models[1:], out)
+    from mindset.evaluate.compare import comparison, table, write_comparison
+    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
+    from mindset.tables import rich_table
+
+    if limit is not None and limit < 0:
+        raise MindsetError("--limit: must be 0 (all documents) or more")
+    out = out or Path("runs/eval")
+    files = resolve_tasks(tasks, out / "tasks", seed=seed, n_test=size)
+    runs = []
+    for spec in models:
+        loaded = load_model(spec, device, dtype)
+        console.print(f"[bold]{loaded.source.describe()}[/]")
+
+        def done(result) -> None:
+            line = ", ".join(f"{k} {v['value']:.3f}" for k, v in result.metrics.items())
+            console.print(f"  {result.task}: {line} (n={result.n}, {result.seconds:.0f} s)")
+
+        run = evaluate_model(loaded, files, limit=limit or None, num_fewshot=num_fewshot, progress=True, on_task=done, warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}"))
+        folder = out / _slug(spec)
+        save_run(run, folder)
+        runs.append({**run.as_dict(), "label": _slug(spec)})
+    data = comparison(runs)
+    headers, rows = table(data)
+    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
+    md, js = write_comparison(data, out)
+    console.print(f"wrote {md} and {js}")
+
+
+def _compare(folders: list[str], out: Optional[Path]) -> None:
+    from mindset.evaluate.compare import comparison, table, write_comparison
+    from mindset.evaluate.evaluation import load_run
+    from mindset.tables import rich_table
+
+    if not folders:
+        raise MindsetError("mindset eval compare needs run folders: mindset eval compare RUNDIR...")
+    runs = [load_run(f) for f in folders]
+    data = comparison(runs)
+    headers, rows = table(data)
+    console.print(rich_table("Comparison (mean ± standard error; Δ vs the first run, * p<0.05, ** p<0.01)", headers, rows))
+    md, js = write_comparison(data, out or Path(folders[0]).resolve().parent)
+    console.print(f"wrote {md} and {js}")
+
+
+def _slug(spec: str) -> str:
+    import re
+
+    name = Path(spec.rstrip("/")).name or spec
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ppl)
+    app.command("eval", help=EVAL_HELP)(eval_command)

@@ -55,3 +55,33 @@ def ppl_step(ctx: RunContext, params: PplParams) -> dict:
     ctx.console.print(line.replace("**", "").replace("`", ""))
     ctx.add_section(f"Perplexity on {source}", line)
     return {**result.as_dict(), "text": source}
+
+
+class EvalParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(["capitals", "arithmetic", "canaries"], min_length=1, description="suites, task names or lm-eval task .yaml files")
+    limit: int | None = Field(40, ge=1, description="documents per task (null: all)")
+    num_fewshot: int | None = Field(None, ge=0, description="override each task's num_fewshot")
+    seed: int = Field(0, description="seed of the generated suites")
+    size: int = Field(200, ge=1, description="generated test documents per shipped task")
+
+
+def eval_step(ctx: RunContext, params: EvalParams) -> dict:
+    """Score the current model; results in <run>/eval/ (what `mindset eval compare RUNDIR...` reads)."""
+    from mindset.evaluate.compare import comparison, table
+    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
+
+    folder = ctx.run_dir / "eval"
+    files = resolve_tasks(params.tasks, folder / "tasks", seed=params.seed, n_test=params.size)
+    loaded = ctx.loaded
+    run = evaluate_model(loaded, files, limit=params.limit, num_fewshot=params.num_fewshot, progress=ctx.progress, warn=lambda m: ctx.console.print(f"warning: {m}"))
+    save_run(run, folder)
+    headers, rows = table(comparison([{**run.as_dict(), "label": loaded.name}]))
+    ctx.add_table(f"Evaluation of {loaded.name}", headers, rows)
+    for row in rows:
+        ctx.console.print("  ".join(str(v) for v in row))
+    return {
+        t.task: {**{k: v["value"] for k, v in t.metrics.items()}, **{f"{k}_stderr": v["stderr"] for k, v in t.metrics.items()}, "n": t.n}
+        for t in run.tasks
+    }

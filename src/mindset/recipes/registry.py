@@ -20,6 +20,7 @@ from mindset.errors import MindsetError
 STEPS: dict[str, str] = {
     "inspect": "mindset.models.steps:inspect_step",
     "ppl": "mindset.evaluate.steps:ppl_step",
+    "eval": "mindset.evaluate.steps:eval_step",
     "generate": "mindset.chat.steps:generate_step",
     "export": "mindset.export.steps:export_step",
     "distill": "mindset.train.steps:distill_step",

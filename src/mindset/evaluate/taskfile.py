@@ -1,0 +1,332 @@
+"""Reading lm-eval task YAML for local data, so a user's existing task file runs unchanged.
+
+Supported (lm-eval 0.4 `TaskConfig` semantics): `dataset_path: json` with `dataset_kwargs: {data_files: ...}`
+(a path, a list, or a mapping split -> path(s); JSON Lines or a JSON array), the split keys, `output_type`
+multiple_choice / generate_until, Jinja `doc_to_text` / `doc_to_choice` / `doc_to_target` (or a field name,
+an int, a list), `description`, `target_delimiter`, `fewshot_delimiter`, `num_fewshot`, `fewshot_split`,
+`fewshot_config` (sampler `default` or `first_n`, split, delimiters, doc_to_* overrides), `metric_list`
+(acc, acc_norm, exact_match with its options), `filter_list`, `generation_kwargs` (greedy only),
+`include:` (merged, local keys win), and `!function file.name` tags (imported from the file beside the
+YAML, as lm-eval does). `process_results: !function <file>.process_results_mc2` is TruthfulQA's mc2 and is
+computed natively, so the task does not need lm-eval's own utils module to run.
+
+Bookkeeping keys lm-eval reads but that do not change scores (tag, task_alias, metadata,
+should_decontaminate, doc_to_decontamination_query) are accepted; keys that would change scores in ways
+mindset does not implement are refused by name rather than ignored.
+
+Relative `data_files` paths are tried from the working directory first (what lm-eval, through
+`datasets`, does) and then from the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from mindset.configfile import YamlDocument, _record_lines, validate
+from mindset.errors import MindsetError
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """A `!function module.name` tag: `module.py` sits beside the YAML file that names it."""
+
+    module: str
+    name: str
+    folder: Path
+
+    def load(self):
+        """The function, imported once per file (lm-eval imports the module beside the YAML, too)."""
+        if self not in _FUNCTIONS:
+            _FUNCTIONS[self] = self._import()
+        return _FUNCTIONS[self]
+
+    def _import(self):
+        path = self.folder / f"{self.module}.py"
+        if not path.is_file():
+            raise MindsetError(f"!function {self.module}.{self.name}: no file {path}")
+        spec = importlib.util.spec_from_file_location(f"mindset_task_{self.module}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as err:
+            raise MindsetError(f"!function {self.module}.{self.name}: importing {path} failed: {err}") from None
+        if not hasattr(module, self.name):
+            raise MindsetError(f"!function {self.module}.{self.name}: {path} defines no {self.name!r}")
+        return getattr(module, self.name)
+
+
+_FUNCTIONS: dict[FunctionRef, object] = {}
+
+Template = str | int | list | dict | FunctionRef | None
+
+
+class MetricSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    aggregation: Literal["mean"] = "mean"
+    higher_is_better: bool = True
+    regexes_to_ignore: list[str] | None = None
+    ignore_case: bool = False
+    ignore_punctuation: bool = False
+    ignore_numbers: bool = False
+    hf_evaluate: bool = False
+
+
+class FilterStep(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    function: Literal["regex", "take_first", "remove_whitespace", "lowercase", "uppercase"]
+
+
+class FilterPipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    filter: list[FilterStep] = Field(min_length=1)
+
+
+class FewshotSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    sampler: Literal["default", "first_n"] = "default"
+    split: str | None = None
+    fewshot_delimiter: str | None = None
+    target_delimiter: str | None = None
+    doc_to_text: Template = None
+    doc_to_target: Template = None
+    doc_to_choice: Template = None
+
+
+class TaskSpec(BaseModel):
+    """One lm-eval task file, after `include:` is merged."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    task: str
+    task_alias: str | None = None
+    tag: str | list[str] | None = None
+    dataset_path: Literal["json"] = Field(description="only local JSON / JSON Lines data: mindset never downloads a dataset")
+    dataset_name: None = None
+    dataset_kwargs: dict[str, Any] = Field(description="needs data_files")
+    training_split: str | None = None
+    validation_split: str | None = None
+    test_split: str | None = None
+    fewshot_split: str | None = None
+    output_type: Literal["multiple_choice", "generate_until"] = "generate_until"
+    doc_to_text: Template = None
+    doc_to_target: Template = None
+    doc_to_choice: Template = None
+    process_results: FunctionRef | None = None
+    description: str = ""
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    fewshot_config: FewshotSpec | None = None
+    num_fewshot: int | None = Field(None, ge=0)
+    metric_list: list[MetricSpec] | None = None
+    generation_kwargs: dict[str, Any] | None = None
+    repeats: Literal[1] = 1
+    filter_list: list[FilterPipeline] | None = None
+    should_decontaminate: bool = False
+    doc_to_decontamination_query: str | None = None
+    metadata: dict[str, Any] | None = None
+    unsafe_code: Literal[False] = False
+
+    @field_validator("dataset_kwargs")
+    @classmethod
+    def _data_files(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(value) - {"data_files", "field"}
+        if unknown:
+            raise ValueError(f"only data_files (and field) are supported, not {', '.join(sorted(unknown))}")
+        if "data_files" not in value:
+            raise ValueError("data_files is required: the local JSON files of each split")
+        return value
+
+    _source: Path | None = PrivateAttr(None)  # the file, for relative paths and messages
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    def location(self) -> str:
+        return str(self._source) if self._source else self.task
+
+    @property
+    def chance(self) -> dict[str, float]:
+        """Chance level per metric, when the task file states it (mindset's suites do, under metadata.chance)."""
+        return dict((self.metadata or {}).get("chance") or {})
+
+    @property
+    def eval_split(self) -> str:
+        split = self.test_split or self.validation_split
+        if split is None:
+            raise MindsetError(f"{self.location()}: the task names no test_split or validation_split to evaluate on")
+        return split
+
+    @property
+    def metrics(self) -> list[MetricSpec]:
+        if self.metric_list is not None:
+            return self.metric_list
+        defaults = ["acc", "acc_norm"] if self.output_type == "multiple_choice" else ["exact_match"]
+        return [MetricSpec(metric=m) for m in defaults]
+
+    @property
+    def filters(self) -> list[FilterPipeline]:
+        return self.filter_list or [FilterPipeline(name="none", filter=[FilterStep(function="take_first")])]
+
+    @property
+    def fewshot(self) -> FewshotSpec:
+        """The few-shot formatting, each field defaulting to the task's own (lm-eval `FewshotConfig.from_dict`)."""
+        base = self.fewshot_config or FewshotSpec()
+        return base.model_copy(
+            update={
+                "split": base.split if base.split is not None else self.fewshot_split,
+                "fewshot_delimiter": base.fewshot_delimiter if base.fewshot_delimiter is not None else self.fewshot_delimiter,
+                "target_delimiter": base.target_delimiter if base.target_delimiter is not None else self.target_delimiter,
+                "doc_to_text": base.doc_to_text if base.doc_to_text is not None else self.doc_to_text,
+                "doc_to_target": base.doc_to_target if base.doc_to_target is not None else self.doc_to_target,
+                "doc_to_choice": base.doc_to_choice if base.doc_to_choice is not None else self.doc_to_choice,
+            }
+        )
+
+
+UNSUPPORTED = {
+    "gen_prefix": "an assistant prefix",
+    "process_docs": "a Python pre-processing of the dataset",
+    "use_prompt": "promptsource prompts",
+    "doc_to_image": "images",
+    "doc_to_audio": "audio",
+    "custom_dataset": "a Python dataset",
+    "group": "groups of tasks (give the member task files instead)",
+    "task_list": "groups of tasks (give the member task files instead)",
+}
+
+
+def _loader(folder: Path) -> type[yaml.SafeLoader]:
+    class TaskLoader(yaml.SafeLoader):
+        pass
+
+    def function(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+        dotted = loader.construct_scalar(node)
+        module, _, name = str(dotted).rpartition(".")
+        if not module:
+            raise MindsetError(f"!function {dotted}: write it as file.function (file.py beside the YAML)")
+        return FunctionRef(module, name, folder)
+
+    TaskLoader.add_constructor("!function", function)
+    return TaskLoader
+
+
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], YamlDocument]:
+    """The task file's mapping with `include:` merged in (local keys win), and the file's line map."""
+    path = path.expanduser().resolve()
+    if path in seen:
+        raise MindsetError(f"{path}: include cycle ({' -> '.join(p.name for p in (*seen, path))})")
+    if not path.is_file():
+        raise MindsetError(f"{path}: no such task file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.load(text, Loader=_loader(path.parent))  # noqa: S506 - a SafeLoader plus !function
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise MindsetError(f"{path}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise MindsetError(f"{path}: a task file is a mapping of lm-eval task keys")
+    doc = YamlDocument(data, path)
+    if node is not None:
+        _record_lines(node, (), doc)
+    includes = data.pop("include", None)
+    if includes is None:
+        return data, doc
+    merged: dict[str, Any] = {}
+    for include in includes if isinstance(includes, list) else [includes]:
+        included = Path(include) if Path(include).is_absolute() else path.parent / include
+        inner, _ = read_yaml(included, (*seen, path))
+        inner.pop("task_list", None)
+        merged.update(inner)
+    merged.update(data)
+    return merged, doc
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    path = Path(path)
+    data, doc = read_yaml(path)
+    for key, what in UNSUPPORTED.items():
+        if data.get(key) not in (None, False, [], ""):
+            raise MindsetError(f"{doc.where((key,))}: {key} ({what}) is not supported by mindset's task reader")
+    if isinstance(data.get("task"), list):
+        raise MindsetError(f"{doc.where(('task',))}: a group of tasks; give the member task files instead")
+    spec = validate(TaskSpec, data, doc)
+    spec._source = path.resolve()
+    return spec
+
+
+# --- local data -------------------------------------------------------------------------------------
+
+
+def split_files(spec: TaskSpec) -> dict[str, list[Path]]:
+    files = spec.dataset_kwargs["data_files"]
+    by_split = files if isinstance(files, dict) else {"train": files}
+    return {split: [_find(spec, str(p)) for p in (paths if isinstance(paths, list) else [paths])] for split, paths in by_split.items()}
+
+
+def _find(spec: TaskSpec, name: str) -> Path:
+    candidates = [Path(name).expanduser()]
+    if spec.source and not Path(name).is_absolute():
+        candidates.append(spec.source.parent / name)
+    for candidate in candidates:
+        if any(ch in str(candidate) for ch in "*?["):
+            hits = sorted(glob.glob(str(candidate)))
+            if hits:
+                return Path(hits[0]) if len(hits) == 1 else _many(spec, name, hits)
+        elif candidate.is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in candidates)
+    raise MindsetError(f"{spec.location()}: data file {name!r} not found (looked for {tried})")
+
+
+def _many(spec: TaskSpec, name: str, hits: list[str]) -> Path:
+    raise MindsetError(f"{spec.location()}: {name!r} matches {len(hits)} files; list them under data_files instead")
+
+
+def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
+    """JSON Lines, or one JSON array (or an object holding one under `field`)."""
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("[") or (stripped.startswith("{") and field):
+            data = json.loads(text)
+            rows = data[field] if field else data
+        else:
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise MindsetError(f"{path}:{number}: invalid JSON: {err.msg}") from None
+    except json.JSONDecodeError as err:
+        raise MindsetError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except KeyError:
+        raise MindsetError(f"{path}: no field {field!r} at the top level") from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise MindsetError(f"{path}: every record must be a JSON object")
+    return rows
+
+
+def load_split(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
+    files = split_files(spec)
+    if split not in files:
+        raise MindsetError(f"{spec.location()}: split {split!r} has no data_files (splits: {', '.join(files)})")
+    # records stay as written: a record lacking a field the templates use is an error naming the record
+    # (through `datasets`, lm-eval would fill the field with None and render "None" into the prompt)
+    return [row for path in files[split] for row in read_records(path, spec.dataset_kwargs.get("field"))]
