@@ -38,6 +38,14 @@ def test_temperature_zero_takes_the_argmax_without_dividing():
     assert choose_token(logits, SamplingParams(temperature=0), None) == 1
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 5e-324])
+def test_a_vanishing_temperature_samples_the_argmax(temperature):
+    from mindset.chat.sampling import choose_token
+
+    logits = torch.tensor([1.0, 30.0, -2.0, 29.999])
+    assert choose_token(logits, SamplingParams(temperature=temperature), torch.Generator().manual_seed(0)) == 1
+
+
 def test_sampling_is_reproducible_from_the_seed(tiny_llama):
     params = SamplingParams(max_new_tokens=20, temperature=1.0, seed=5)
     a = generate(tiny_llama, "Hello", params)

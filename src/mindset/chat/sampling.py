@@ -24,7 +24,10 @@ def choose_token(logits: torch.Tensor, params: SamplingParams, generator: torch.
     """One token id from the last position's logits, shape (V,)."""
     if params.greedy:  # no division by the temperature: argmax is the limit
         return int(logits.argmax())
-    scores = logits.float() / params.temperature
+    # In float64, shifted so the best score is 0 before dividing: a vanishing temperature then sends
+    # the others to -inf (greedy in the limit) instead of overflowing everything and the softmax to NaN.
+    scores = logits.double()
+    scores = (scores - scores.max()) / params.temperature
     if params.top_k and params.top_k < scores.numel():
         kth = torch.topk(scores, params.top_k).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
