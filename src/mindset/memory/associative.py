@@ -47,7 +47,7 @@ class AssociativeMemory(AdoptedFFN):
         return f"k={self.k}, temperature={self.temperature}, threshold={self.threshold}, entries={len(self.store)}"
 
     def mindset_config(self) -> dict:
-        return {"k": self.k, "temperature": self.temperature, "threshold": self.threshold, "gate": float(self.memory_gate)}
+        return {"k": self.k, "temperature": self.temperature, "threshold": self.threshold, "gate": float(self.memory_gate.detach())}
 
     def mindset_extra_keys(self) -> list[str]:
         return ["memory_gate"]

@@ -30,12 +30,12 @@ def lrfu_touch(crf: torch.Tensor, last: torch.Tensor, slots: torch.Tensor, now: 
     last[unique] = now
 
 
-def victims(policy: str, n: int, occupied: torch.Tensor, crf: torch.Tensor, last: torch.Tensor, inserted: torch.Tensor, now: int, lam: float) -> torch.Tensor:
-    """The `n` occupied slots to evict: lowest CRF now (lrfu) or oldest insertion (fifo)."""
+def victims(policy: str, n: int, occupied: torch.Tensor, crf: torch.Tensor, last: torch.Tensor, entry_ids: torch.Tensor, now: int, lam: float) -> torch.Tensor:
+    """The `n` occupied slots to evict: lowest CRF now (lrfu) or oldest insertion (fifo: ids grow with insertion)."""
     if policy == "lrfu":
         priority = crf * decay(lam, now, last)
     elif policy == "fifo":
-        priority = inserted.to(torch.float64)
+        priority = entry_ids.to(torch.float64)
     else:
         raise ValueError(policy)
     priority = priority.masked_fill(~occupied, float("inf"))

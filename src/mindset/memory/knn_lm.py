@@ -27,7 +27,7 @@ SOURCE_TOKENS = 12  # tokens of context kept as each entry's source text
 class KnnLMHead(nn.Linear):
     mindset_restorer = "knn_lm"
 
-    def __init__(self, head: nn.Linear, store, *, k: int = 16, lam: float = 0.25, temperature: float = 10.0, fallback: float | None = None) -> None:
+    def __init__(self, head: nn.Linear, store, *, k: int = 16, lam: float = 0.25, temperature: float = 20.0, fallback: float | None = 100.0) -> None:
         nn.Module.__init__(self)
         if not isinstance(head, nn.Linear):
             raise MindsetError(f"kNN-LM needs a linear LM head, this model's is {type(head).__name__}")
@@ -99,7 +99,10 @@ def final_hidden_states(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def add_text(model, tokenizer, store, text: str, *, context: int = 512, stride: int | None = None, label: str | None = None, progress: bool = False) -> int:
+def add_text(
+    model, tokenizer, store, text: str, *, context: int = 512, stride: int | None = None, max_tokens: int | None = None,
+    label: str | None = None, progress: bool = False,
+) -> int:
     """Write (final hidden state, next token) for every scored position of `text`; returns entries added.
 
     Windows as in perplexity (mindset.evaluate.plan_windows): each token is predicted once, with at least
@@ -108,7 +111,9 @@ def add_text(model, tokenizer, store, text: str, *, context: int = 512, stride: 
     from mindset.evaluate.perplexity import plan_windows
     from mindset.progress import track
 
-    ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
+    if max_tokens is not None:
+        text = text[: max_tokens * 16]  # no token is longer than 16 characters here; spares tokenizing a whole book
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens], dtype=torch.long)
     if ids.numel() < 2:
         raise MindsetError("the text to memorize has fewer than 2 tokens")
     windows = plan_windows(ids.numel(), context, stride or max(1, context // 2))

@@ -216,7 +216,7 @@ class TorchStore(nn.Module):
                 f"the store is full ({len(self)} of {self.capacity} entries) and eviction is off; "
                 "raise its capacity, remove entries, or choose eviction 'lrfu' or 'fifo'"
             )
-        evicted = victims(self.eviction, missing, self.occupied, self.crf, self.last_access, self.inserted_at, self.clock, self.lrfu_lambda)
+        evicted = victims(self.eviction, missing, self.occupied, self.crf, self.last_access, self.entry_ids, self.clock, self.lrfu_lambda)
         self._clear(evicted)
         self.counters["evictions"] += missing
         return torch.cat([free, evicted])

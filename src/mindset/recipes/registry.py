@@ -21,6 +21,7 @@ STEPS: dict[str, str] = {
     "inspect": "mindset.models.steps:inspect_step",
     "ppl": "mindset.evaluate.steps:ppl_step",
     "generate": "mindset.chat.steps:generate_step",
+    "ffn_to_memory": "mindset.surgery.steps:ffn_to_memory_step",
 }
 
 

@@ -109,7 +109,7 @@ def memory_layers(model) -> dict[int, str]:
     return found
 
 
-def attach_knn_lm(model, store=None, *, k: int = 16, lam: float = 0.25, temperature: float = 10.0, fallback: float | None = None, capacity: int = 65536, eviction: str = "lrfu", inplace: bool = False):
+def attach_knn_lm(model, store=None, *, k: int = 16, lam: float = 0.25, temperature: float = 20.0, fallback: float | None = 100.0, capacity: int = 65536, eviction: str = "lrfu", inplace: bool = False):
     """Replace the LM head with a kNN-LM head over `store` (a store object, a backend name, or None: an empty torch store)."""
     import torch
 
