@@ -72,7 +72,7 @@ def test_save_and_load_restore_store_and_gate(tiny, tmp_path):
     folder = save(converted, tmp_path / "m")
     again = load(folder)
     assert memory_layers(again) == {0: "associative", 1: "associative"}
-    assert float(layer(again, 1).memory_gate) == 0.75
+    assert float(layer(again, 1).memory_gate.detach()) == 0.75
     assert len(layer(again, 0).store) == len(layer(converted, 0).store)
     assert torch.allclose(logits(again, "Harriet Smith was the natural daughter of somebody."), expected, atol=1e-6)
 

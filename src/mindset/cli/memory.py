@@ -75,6 +75,8 @@ def search(
 
     from mindset.memory.associative import AssociativeMemory
     from mindset.memory.knn_lm import KnnLMHead, final_hidden_states
+    from rich.markup import escape
+
     from mindset.tables import rich_table
 
     if not text.strip():
@@ -105,8 +107,9 @@ def search(
         for score, entry in zip(hits.scores[0].tolist(), store.entries(hits.slots[0])):
             value = store.values[entry["slot"]]
             shown = repr(tokenizer.decode([int(value)])) if value.dim() == 0 else f"vector, norm {float(value.float().norm()):.2f}"
-            rows.append([entry["id"], f"{score:.3f}", repr(entry["source"] or ""), shown, entry["access_count"], entry["merges"]])
-        console.print(rich_table(f"{name}: nearest to the last token of the text ({store.metric} score)", ["id", "score", "written from", "value", "accesses", "merges"], rows))
+            rows.append([escape(repr(entry["source"] or "")), escape(shown), f"{score:.3f}", entry["id"], entry["access_count"], entry["merges"]])
+        title = f"{name}: nearest to the last token of the text ({store.metric} score)"
+        console.print(rich_table(title, ["written from", "value", "score", "id", "accesses", "merges"], rows))
 
 
 @memory_app.command()

@@ -73,10 +73,10 @@ class FeaturalMemory(AdoptedFFN):
         """A tensor derived from a weight, recomputed when the weight changes (in place or replaced)."""
         if torch.is_grad_enabled() and weight.requires_grad:
             return make()  # training: keep the autograd path to the weight
-        stamp = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        stamp = (weight.data_ptr(), _version(weight), weight.dtype, weight.device)
         held = self._cache.get(name)
         if held is None or held[0] != stamp:
-            with torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable outside inference mode too
                 held = (stamp, make().contiguous())
             self._cache[name] = held
         return held[1]
@@ -88,8 +88,8 @@ class FeaturalMemory(AdoptedFFN):
         return self.c_proj.weight
 
     def value_norms(self) -> torch.Tensor:  # (d_ff,)
-        rows = self.value_rows()
-        return self._derived("value_norms", rows, lambda: rows.norm(dim=1))
+        w = self.down_proj.weight if self.layout == "gated" else self.c_proj.weight
+        return self._derived("value_norms", w, lambda: w.norm(dim=0 if self.layout == "gated" else 1))
 
     # ---- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +138,10 @@ class FeaturalMemory(AdoptedFFN):
             # embedding_bag sums the weighted rows without materialising (N, k, d)
             return F.embedding_bag(idx, values, per_sample_weights=coeff.to(values.dtype), mode="sum")
         sparse = torch.zeros(coeff.shape[0], self.slots, dtype=coeff.dtype, device=coeff.device).scatter(1, idx, coeff)
-        return sparse @ values
+        # the dense block's own matmul, so that at k = d_ff the result is the dense one bit for bit
+        if self.layout == "gated":
+            return F.linear(sparse, self.down_proj.weight)
+        return sparse @ self.c_proj.weight
 
     @staticmethod
     def _gathered_dot(x: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -147,3 +150,10 @@ class FeaturalMemory(AdoptedFFN):
         step = max(1, GATHER_CHUNK // max(1, k * x.shape[1]))
         parts = [torch.bmm(rows[idx[i : i + step]], x[i : i + step, :, None]).squeeze(-1) for i in range(0, n, step)]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _version(weight: torch.Tensor) -> int:
+    try:
+        return weight._version
+    except RuntimeError:  # an inference tensor cannot change in place outside inference mode
+        return -1
