@@ -22,7 +22,7 @@ def ffn_to_memory(
     layers: Optional[str] = typer.Option(None, "--layers", help="layer indices, e.g. 4,12,20 or 0-29 (default: all)"),
     kind: str = typer.Option("featural", help="featural (top-k over the block's own slots) or associative (block + gated store)"),
     k: int = typer.Option(32, "--k", help="slots (featural) or store entries (associative) read per token"),
-    score: str = typer.Option("bound", help="featural top-k score for gated blocks: bound or exact"),
+    score: str = typer.Option("exact", help="featural top-k score for gated blocks: exact or bound"),
     store: str = typer.Option("torch", help="associative store backend: torch or faiss:<factory>, e.g. faiss:HNSW32"),
     capacity: int = typer.Option(4096, help="associative store entries per layer"),
     overwrite: bool = OverwriteOpt,

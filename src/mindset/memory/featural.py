@@ -2,23 +2,25 @@
 
 For each token x the block is  out = sum_i a_i(x) v_i (+ output bias): slot i has a key (what decides
 a_i) and a value v_i (a column of the output projection). We keep the k slots with the largest score
-and compute only those.
+and compute the output from those only.
 
-The score is an estimate of each slot's contribution to the output, |a_i| * ||v_i||, the quantity a
-slot's removal changes the output by (dropping the slots with the smallest ones minimises the
-triangle-inequality bound on the error):
-- GPT-2 ("conv1d"): a_i = act(k_i . x + b_i) is the key match itself, so the score is exact.
-- gated blocks, score "bound" (default): a_i = act(g_i . x) * (u_i . x). We compute the gate for every
-  slot and bound the up factor by Cauchy-Schwarz, |u_i . x + c_i| <= ||u_i|| ||x|| + |c_i|, so
-  score_i = |act(g_i . x)| (||u_i|| ||x|| + |c_i|) ||v_i||. Selection then costs one d x d_ff matmul and
-  the up and down projections are computed for the k chosen slots only (rows gathered per token).
-- gated blocks, score "exact": compute a_i for all slots and keep the largest |a_i| ||v_i||; the top-k
-  is the best possible but only the down projection is saved.
+The score is each slot's contribution to the output, |a_i| * ||v_i||: the amount by which dropping the
+slot can change the output, so keeping the k largest minimises the triangle-inequality bound
+||sum of dropped a_i v_i|| <= sum of dropped |a_i| ||v_i||. ||v_i|| is fixed per slot, cached.
+- score "exact" (default): a_i from the block's own key projections (GPT-2: act(k_i . x + b_i);
+  gated: act(g_i . x) * (u_i . x)), computed for every slot; only the value side is restricted to k.
+- score "bound" (gated blocks only differ): computes the gate for every slot and bounds the up factor
+  by Cauchy-Schwarz, |u_i . x + c_i| <= ||u_i|| ||x|| + |c_i|; the up projection is then computed for
+  the k chosen slots only (rows gathered per token). Cheaper in FLOPs, but the gather costs memory
+  traffic and the selection is worse: benchmarks/memory_tradeoff.py measured it slower and with ~2x
+  the perplexity at k=32 on SmolLM2, hence not the default.
 At k = d_ff every slot is kept and the block equals the dense one whatever the score (tested to 1e-5).
 
-Two ways to compute the chosen slots, same result: "gather" (per token, gather the k rows of the up
-and down weights; cost grows with k) and "masked" (dense projections with the unchosen slots zeroed;
-cost of the dense block). "auto" gathers when k is at most GATHER_MAX_FRACTION of d_ff.
+Two ways to compute the chosen slots, same result: "gather" (per token, a weighted sum of the k value
+rows, F.embedding_bag: cost grows with k) and "masked" (the dense output matmul with the unchosen
+slots zeroed: cost of the dense block, and bit-identical to it at k = d_ff). "auto" gathers when it
+pays on CPU: always for a few tokens at a time (decoding reads k weight rows instead of all of them),
+and for long inputs only when k <= d_ff / 32.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from mindset.memory.ffn import AdoptedFFN, ffn_layout, ffn_slots
 
 SCORES = ("bound", "exact")
 PATHS = ("auto", "gather", "masked")
-GATHER_MAX_FRACTION = 0.125  # measured crossover on CPU (benchmarks/memory_tradeoff.py): gathering beyond ~d_ff/8 loses
+GATHER_MAX_FRACTION = 1 / 32  # for long inputs; measured on CPU (benchmarks/memory_tradeoff.py): k=128 of 1536 gathered lost
+GATHER_MAX_TOKENS = 8  # up to this many tokens per call (decoding) gathering wins at any k below d_ff / 2
 GATHER_CHUNK = 1 << 22  # gathered (tokens x k x d) elements per step, to bound memory
 
 
@@ -41,7 +44,7 @@ class FeaturalMemory(AdoptedFFN):
     mindset_component = "memory"
     mindset_restorer = "featural_memory"
 
-    def __init__(self, mlp, k: int, *, score: Literal["bound", "exact"] = "bound", path: Literal["auto", "gather", "masked"] = "auto") -> None:
+    def __init__(self, mlp, k: int, *, score: Literal["bound", "exact"] = "exact", path: Literal["auto", "gather", "masked"] = "auto") -> None:
         if ffn_layout(mlp) is None:
             raise MindsetError(f"{type(mlp).__name__} is not a feed-forward layout featural memory supports (gated gate/up/down, or GPT-2 c_fc/c_proj)")
         slots = ffn_slots(mlp)
@@ -98,8 +101,12 @@ class FeaturalMemory(AdoptedFFN):
         out = self._gated(flat) if self.layout == "gated" else self._conv1d(flat)
         return out.reshape(*shape[:-1], out.shape[-1])
 
-    def _use_gather(self) -> bool:
-        return self.path == "gather" or (self.path == "auto" and self.k <= GATHER_MAX_FRACTION * self.slots)
+    def _use_gather(self, tokens: int) -> bool:
+        if self.path != "auto":
+            return self.path == "gather"
+        if tokens <= GATHER_MAX_TOKENS:
+            return 2 * self.k <= self.slots
+        return self.k <= GATHER_MAX_FRACTION * self.slots
 
     def _conv1d(self, x: torch.Tensor) -> torch.Tensor:
         a = self.act(torch.addmm(self.c_fc.bias, x, self.c_fc.weight))  # (N, F): the key matches
@@ -110,7 +117,7 @@ class FeaturalMemory(AdoptedFFN):
     def _gated(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_proj, self.up_proj
         g = self.act_fn(gate(x))  # (N, F)
-        if self.score == "exact" or not self._use_gather():
+        if self.score == "exact" or not self._use_gather(x.shape[0]):
             a = g * up(x)  # every slot's coefficient
             score = a.abs() if self.score == "exact" else g.abs() * self._up_bound(x)
             idx = torch.topk(score * self.value_norms(), self.k, dim=1).indices
@@ -134,7 +141,7 @@ class FeaturalMemory(AdoptedFFN):
     def _combine(self, coeff: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """sum_j coeff[n, j] * v[idx[n, j]] for each token n: (N, d)."""
         values = self.value_rows()
-        if self._use_gather():
+        if self._use_gather(coeff.shape[0]):
             # embedding_bag sums the weighted rows without materialising (N, k, d)
             return F.embedding_bag(idx, values, per_sample_weights=coeff.to(values.dtype), mode="sum")
         sparse = torch.zeros(coeff.shape[0], self.slots, dtype=coeff.dtype, device=coeff.device).scatter(1, idx, coeff)

@@ -27,7 +27,7 @@ def ffn_to_memory(
     kind: Literal["featural", "associative"] = "featural",
     k: int = 32,
     store=None,
-    score: str = "bound",
+    score: str = "exact",
     path: str = "auto",
     capacity: int = 4096,
     temperature: float = 0.1,
@@ -37,7 +37,7 @@ def ffn_to_memory(
 ):
     """Turn the FFN blocks of `layers` (None: all) into memories of `kind`.
 
-    featural: k of the block's d_ff slots per token, chosen by `score` ('bound' or 'exact'; see
+    featural: k of the block's d_ff slots per token, chosen by `score` ("exact" or "bound"; see
     mindset.memory.featural). associative: the block plus a gated store read; `store` is a backend name
     ('torch', 'faiss:HNSW32', ...) used to make one empty store of `capacity` entries per layer.
     """

@@ -26,7 +26,7 @@ def restore_featural(model, path: str, config: dict, folder: Path) -> None:
 
     config = _config(config, ("k",), path)
     block = get_module(model, path)
-    set_module(model, path, FeaturalMemory(block, int(config["k"]), score=config.get("score", "bound"), path=config.get("path", "auto")))
+    set_module(model, path, FeaturalMemory(block, int(config["k"]), score=config.get("score", "exact"), path=config.get("path", "auto")))
 
 
 def restore_associative(model, path: str, config: dict, folder: Path) -> None:

@@ -16,7 +16,7 @@ class FfnToMemoryParams(BaseModel):
     layers: list[int] | str | None = Field(None, description="layer indices, e.g. [4, 12, 20] or '4,12,20' (default: all)")
     kind: Literal["featural", "associative"] = "featural"
     k: int = Field(32, ge=1, description="slots (featural) or entries (associative) read per token")
-    score: Literal["bound", "exact"] = Field("bound", description="featural top-k score for gated blocks")
+    score: Literal["exact", "bound"] = Field("exact", description="featural top-k score for gated blocks")
     path: Literal["auto", "gather", "masked"] = "auto"
     store: str = Field("torch", description="associative store backend: torch or faiss:<factory>")
     capacity: int = Field(4096, ge=1, description="associative store entries per layer")
