@@ -119,3 +119,28 @@ def test_recipe_step_rejects_unknown_fields(tmp_path):
     recipe.write_text("model: tiny-llama\nsteps:\n  - ffn_to_memory: {layer: [0]}\n")
     with pytest.raises(MindsetError, match="layer"):
         run_recipe(recipe, runs_dir=tmp_path / "runs", progress=False)
+
+
+def test_a_saved_model_with_a_mismatched_or_corrupt_record_is_an_error(tiny_llama, tmp_path):
+    from mindset.memory import make_store
+    from mindset.models.custom import SURGERY_FOLDER
+    from mindset.surgery import attach_knn_lm
+
+    folder = save(attach_knn_lm(tiny_llama, capacity=64, k=4), tmp_path / "knn")
+    make_store("torch", 32, 64, metric="l2", value_shape=(), value_dtype=torch.long).save(folder / SURGERY_FOLDER / "lm_head" / "store")
+    with pytest.raises(MindsetError, match="32-dimensional keys, but this layer's hidden size is 64"):
+        load(folder)
+    (folder / SURGERY_FILE).write_text('{"modules": [{"path": "lm_head", "restorer": "teleporter"}]}')
+    with pytest.raises(MindsetError, match="unknown custom module kind 'teleporter'"):
+        load(folder)
+    (folder / SURGERY_FILE).write_text("{oops")
+    with pytest.raises(MindsetError, match="not a valid surgery record"):
+        load(folder)
+
+
+def test_stores_follow_the_protocol():
+    from mindset.memory import Store, make_store
+
+    assert isinstance(make_store("torch", 8, 4), Store) and isinstance(make_store("faiss:HNSW8", 8, 4), Store)
+    with pytest.raises(MindsetError, match="faiss cannot build an index from 'Nonsense12'"):
+        make_store("faiss:Nonsense12", 8, 4)

@@ -36,6 +36,9 @@ class FaissStore(TorchStore):
     def describe(self) -> str:
         return f"faiss {self.factory}"
 
+    def _apply(self, fn, recurse=True):
+        return self  # `model.to(...)` leaves it in host memory and fp32, where faiss-cpu reads it
+
     def _new_index(self):
         faiss = _faiss()
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT

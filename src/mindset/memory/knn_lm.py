@@ -83,7 +83,7 @@ class KnnLMHead(nn.Linear):
         if self.fallback is not None:
             knn_logits = torch.cat([knn_logits, torch.full_like(knn_logits[:, :1], -self.fallback / self.temperature)], 1)
         weights = torch.softmax(knn_logits, dim=-1).nan_to_num(0.0)
-        tokens = self.store.values[hits.slots.clamp(min=0)].to(logits.device)
+        tokens = self.store.values[hits.slots.clamp(min=0).to(self.store.values.device)].to(logits.device)
         vote = weights[:, : hits.slots.shape[1]] * hits.valid.to(logits.device)
         own = weights[:, -1:] if self.fallback is not None else torch.zeros_like(weights[:, :1])
         p = ((1 - lam) + lam * own) * p_lm
