@@ -166,6 +166,9 @@ def load_folder(folder: Path, dtype: torch.dtype):
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise MindsetError(f"{folder} has no usable tokenizer: {_first_line(err)}") from None
+    from mindset.models.custom import restore_custom
+
+    restore_custom(model, folder)  # modules surgery added, listed in mindset-surgery.json
     return model, tokenizer
 
 

@@ -25,8 +25,11 @@ def strip_quantization(model) -> None:
 
 def save_folder(model, tokenizer, folder: Path) -> None:
     """Write into an existing (empty) folder; callers choose atomicity."""
+    from mindset.models.custom import save_custom
+
     strip_quantization(model)
-    model.save_pretrained(folder)
+    state_dict = save_custom(model, folder)  # None for a model without custom modules
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
 
 
