@@ -1,0 +1,100 @@
+"""Passthrough, linear and SLERP: mergekit 0.1.5's arithmetic, operation for operation.
+
+Bit-identical results need the same floating-point operations in the same order, so each function
+follows mergekit's numerics: linear accumulates in float32 (float64 for float64 inputs) from a zero
+tensor and divides by the float32 sum of the weights; SLERP measures norms and the dot product over
+the whole flattened tensor in chunks of 2**20 elements and blends in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mindset.merge.methods.registry import MergeInputs, Param, merge_method
+
+SLERP_CHUNK = 1024 * 1024  # elements per chunk of the norm and dot-product sums (mergekit's, for identical rounding)
+
+
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """Linear and SLERP blend in float32, or float64 when the inputs are float64."""
+    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+
+
+@merge_method(
+    "passthrough",
+    params=(Param("scale", float, "input", default=None, optional=True),),
+    max_inputs=1,
+    reference="mergekit passthrough: copy one input (optionally scaled)",
+)
+def passthrough(inputs: MergeInputs) -> torch.Tensor:
+    """Copy the single input, multiplied by `scale` when given."""
+    (scale,) = inputs.values("scale")
+    tensor = inputs.tensors[0]
+    return tensor if scale is None else tensor * scale
+
+
+@merge_method(
+    "linear",
+    params=(Param("weight", float, "input"), Param("normalize", bool, "shared", default=True)),
+    reference="https://arxiv.org/abs/2203.05482",
+)
+def linear(inputs: MergeInputs, *, normalize: bool) -> torch.Tensor:
+    """Weighted sum of the inputs, divided by the sum of the weights when `normalize`."""
+    first = inputs.tensors[0]
+    if not first.is_floating_point():
+        raise TypeError(f"{inputs.name}: linear merging needs floating-point tensors")
+    dtype = compute_dtype(first)
+    weights = torch.tensor([inputs.values("weight")], dtype=dtype)  # (1, inputs), as mergekit packs it
+    ones = (1,) * first.ndim
+    result = torch.zeros_like(first, dtype=dtype)
+    for tensor, weight in zip(inputs.tensors, weights.unbind(1)):
+        result.addcmul_(tensor, weight.reshape(ones))
+    if normalize:
+        result.div_(weights.sum(dim=1).reshape(ones))
+    return result.to(first.dtype)
+
+
+@merge_method(
+    "slerp",
+    params=(Param("t", float, "shared"),),
+    base="required",
+    min_inputs=2,
+    max_inputs=2,
+    reference="https://en.wikipedia.org/wiki/Slerp",
+)
+def slerp_method(inputs: MergeInputs, *, t: float) -> torch.Tensor:
+    """Spherical interpolation from the base (t=0) to the other input (t=1)."""
+    base = inputs.base
+    if not inputs.tensors[0].is_floating_point():
+        raise TypeError(f"{inputs.name}: SLERP needs floating-point tensors")
+    return slerp(t, inputs.tensors[base], inputs.tensors[1 - base])
+
+
+def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8) -> torch.Tensor:
+    """SLERP of two tensors seen as flat vectors; nearly collinear pairs fall back to linear blending."""
+    dtype = compute_dtype(v0)
+    a = v0.reshape(1, -1)  # mergekit's layout: (outputs=1, elements)
+    b = v1.reshape(1, -1)
+    t_col = torch.tensor([t], dtype=dtype).reshape(-1, 1)
+    if not a.shape[1]:
+        return ((1 - t_col) * a + t_col * b).reshape(v0.shape).to(v0.dtype)
+    chunks = range(0, a.shape[1], SLERP_CHUNK)
+
+    def piece(x: torch.Tensor, start: int) -> torch.Tensor:
+        return x[:, start : start + SLERP_CHUNK].to(dtype)
+
+    # the norm of the chunks' norms, and the dot product of the normalised vectors, summed chunk by chunk
+    norm_a = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(piece(a, s), dim=1, keepdim=True) for s in chunks]), dim=0)
+    norm_b = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(piece(b, s), dim=1, keepdim=True) for s in chunks]), dim=0)
+    norm_a = torch.where(norm_a > eps, norm_a, 1)
+    norm_b = torch.where(norm_b > eps, norm_b, 1)
+    dot = torch.stack([(piece(a, s) / norm_a * (piece(b, s) / norm_b)).sum(dim=1, keepdim=True) for s in chunks]).sum(dim=0).clamp(-1, 1)
+    linear_blend = dot.abs() > dot_threshold
+    theta = torch.acos(torch.where(linear_blend, 0, dot))
+    sin_theta = torch.sin(theta)
+    coef_a = torch.where(linear_blend, 1 - t_col, torch.sin((1 - t_col) * theta) / sin_theta)
+    coef_b = torch.where(linear_blend, t_col, torch.sin(t_col * theta) / sin_theta)
+    result = torch.empty_like(a)
+    for start in chunks:
+        result[:, start : start + SLERP_CHUNK] = coef_a * piece(a, start) + coef_b * piece(b, start)
+    return result.reshape(v0.shape)
