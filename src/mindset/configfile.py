@@ -120,9 +120,16 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
         annotation = current.model_fields[part].annotation
-        args = getattr(annotation, "__args__", ()) or (annotation,)
-        current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+        current = next(_models_in(annotation), annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _models_in(annotation: Any):
+    """The pydantic models inside an annotation, through Optional, unions and containers (list[M] | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()):
+        yield from _models_in(arg)
 
 
 def format_loc(loc: Loc) -> str:
