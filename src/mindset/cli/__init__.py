@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-COMMAND_MODULES = ("models", "chat", "evaluate", "recipes")
+COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "merge")
 
 
 def _version(value: bool) -> None:

@@ -7,6 +7,7 @@ tensors plus seeded noise, the situation task arithmetic, TIES and DARE are desi
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -147,7 +148,38 @@ def write_professor_models(folder: str | Path, *, layers: int = 80, hidden: int 
     paths = {}
     for index, (name, extra) in enumerate(PROFESSOR_MODELS.items()):
         tokenizer = tiny_tokenizer(extra)
-        special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-        config = llama_config(layers=layers, hidden=hidden, intermediate=2 * hidden, heads=4, kv_heads=2, vocab=len(tokenizer), tied=False, **special)
+        config = llama_config(layers=layers, hidden=hidden, intermediate=2 * hidden, heads=4, kv_heads=2, vocab=len(tokenizer), tied=False, **_special(tokenizer))
         paths[name] = write_random_model(folder / name, config, tokenizer, seed=seed + index, std=0.1)
     return paths
+
+
+def write_finetune_family(root: str | Path, *, hidden: int | None = None) -> dict[str, Path]:
+    """base, ft1-ft3 ("fine-tunes": base plus seeded noise) and extra (two more tokens), as HF folders.
+
+    base is mindset's `tiny-llama` from seed 1, saved with `mindset.models.save`; with `hidden`, a
+    smaller model of the same architecture (4 layers) instead, small enough for committed fixtures.
+    """
+    from mindset.models import load, save
+
+    root = Path(root)
+    paths: dict[str, Path] = {}
+    if hidden is None:
+        paths["base"] = save(load("tiny-llama", device="cpu", dtype="float32", seed=1), root / "base", overwrite=True)
+    else:
+        tokenizer = tiny_tokenizer()
+        config = llama_config(layers=4, hidden=hidden, intermediate=2 * hidden, heads=2, kv_heads=1, vocab=len(tokenizer), tied=True, **_special(tokenizer))
+        paths["base"] = write_random_model(root / "base", config, tokenizer, seed=1, std=0.1)
+    for k in (1, 2, 3):
+        paths[f"ft{k}"] = perturbed_copy(paths["base"], root / f"ft{k}", seed=10 + k, scale=0.01)
+    base = json.loads((paths["base"] / "config.json").read_text())
+    tokenizer = tiny_tokenizer(("<|tool_call|>", "<|tool_result|>"))
+    config = llama_config(
+        layers=base["num_hidden_layers"], hidden=base["hidden_size"], intermediate=base["intermediate_size"], heads=base["num_attention_heads"],
+        kv_heads=base["num_key_value_heads"], vocab=len(tokenizer), tied=True, **_special(tokenizer),
+    )  # fmt: skip
+    paths["extra"] = write_random_model(root / "extra", config, tokenizer, seed=7, std=0.1)
+    return paths
+
+
+def _special(tokenizer) -> dict[str, int]:
+    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}

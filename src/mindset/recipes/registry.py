@@ -21,6 +21,8 @@ STEPS: dict[str, str] = {
     "inspect": "mindset.models.steps:inspect_step",
     "ppl": "mindset.evaluate.steps:ppl_step",
     "generate": "mindset.chat.steps:generate_step",
+    "merge": "mindset.merge.steps:merge_step",
+    "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",
 }
 
 
