@@ -69,7 +69,7 @@ def setup_mergekit(venv: Path) -> None:
 
 def run_mergekit(python: Path, config: Path, out: Path, seed: int | None = None) -> tuple[bool, str, float]:
     """(succeeded, last line of its error output, seconds)."""
-    script = out.parent / "seeded_mergekit.py"
+    script = Path(tempfile.gettempdir()) / f"mindset-seeded-mergekit-{os.getpid()}.py"
     script.write_text(SEEDED_MERGEKIT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     if seed is not None:
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--mergekit-python", type=Path, default=MERGEKIT_VENV / "bin" / "python")
     parser.add_argument("--seed", type=int, default=0, help="mindset's DARE seed (mergekit reseeded to match)")
     parser.add_argument("--write-golden", type=Path, help="also write micro inputs and mergekit's outputs here, for the tests")
+    parser.add_argument("--golden-only", action="store_true", help="only write the golden fixture (no comparison table)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     args = parser.parse_args()
     if args.setup:
@@ -177,6 +178,10 @@ def main() -> None:
     if not args.mergekit_python.exists():
         sys.exit(f"no mergekit at {args.mergekit_python}; run with --setup first")
     from mindset.merge import merge, parse_merge_config
+
+    if args.golden_only:
+        write_golden(args.write_golden or Path("tests/merge/golden"), args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="merge-peer-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)

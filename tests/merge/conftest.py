@@ -37,6 +37,12 @@ def write_config(tmp_path):
     return write
 
 
+@pytest.fixture
+def tensors_in():
+    """folder → {name: tensor} for every safetensors file in it."""
+    return read_tensors
+
+
 def read_tensors(folder: Path) -> dict:
     from safetensors import safe_open
 
