@@ -4,6 +4,11 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _private_home(mindset_home):
+    """Merge tests keep their layout cache in the session's private MINDSET_HOME."""
+
+
 @pytest.fixture(scope="session")
 def family(tmp_path_factory):
     """base (tiny-llama, seed 1), ft1-ft3 (base plus seeded noise), extra (two more tokens)."""

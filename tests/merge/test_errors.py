@@ -109,11 +109,11 @@ def test_an_interrupted_merge_leaves_no_output(family, write_config, tmp_path, m
     calls = {"n": 0}
     real = execute.merge_tensor
 
-    def interrupted(plan, tensor, reader):
+    def interrupted(plan, tensor, reader, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real(plan, tensor, reader)
+        return real(plan, tensor, reader, **kwargs)
 
     monkeypatch.setattr(execute, "merge_tensor", interrupted)
     out = tmp_path / "out"

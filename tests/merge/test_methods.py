@@ -138,3 +138,51 @@ def test_gradients_interpolate_and_filters_pick_by_name():
     assert resolve(normalize, [None], "w", 0.0) is True
     with pytest.raises(ValueError, match="normalize must be true or false"):
         normalize.convert("maybe")
+
+
+# Whole-tensor references, written the plain way (mergekit's order of operations): the methods run in
+# chunks and pieces for speed and must give the same bits on tensors bigger than one chunk.
+
+
+def reference_slerp(t, v0, v1, chunk=1 << 20):
+    a, b = v0.reshape(1, -1), v1.reshape(1, -1)
+    t = torch.tensor([t]).reshape(-1, 1)
+    starts = range(0, a.shape[1], chunk)
+    norm_a = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a[:, s : s + chunk], dim=1, keepdim=True) for s in starts]), dim=0)
+    norm_b = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(b[:, s : s + chunk], dim=1, keepdim=True) for s in starts]), dim=0)
+    dot = torch.stack([(a[:, s : s + chunk] / norm_a * (b[:, s : s + chunk] / norm_b)).sum(dim=1, keepdim=True) for s in starts]).sum(dim=0).clamp(-1, 1)
+    theta = torch.acos(dot)
+    result = torch.empty_like(a)
+    for s in starts:
+        result[:, s : s + chunk] = torch.sin((1 - t) * theta) / torch.sin(theta) * a[:, s : s + chunk] + torch.sin(t * theta) / torch.sin(theta) * b[:, s : s + chunk]
+    return result.reshape(v0.shape)
+
+
+def reference_ties(base, others, weights, densities):
+    deltas = base.new_empty((len(others), *base.shape))
+    for i, (x, density) in enumerate(zip(others, densities)):
+        delta = x - base
+        k = max(1, int(density * delta.numel()))
+        mask = torch.zeros(delta.numel())
+        mask[torch.argsort(delta.abs().reshape(-1), descending=True)[:k]] = 1
+        deltas[i] = delta * mask.reshape(delta.shape)
+    w = torch.tensor(weights).reshape(-1, *([1] * base.dim()))
+    deltas.mul_(w)
+    sign = deltas.sign()
+    mask = sign == ((deltas.sum(dim=0) >= 0).float() * 2 - 1)
+    mixed = (deltas * mask).sum(dim=0)
+    divisor = (w * mask).sum(dim=0)
+    divisor[divisor == 0] = 1
+    return base + mixed / divisor
+
+
+def test_chunked_methods_give_the_same_bits_as_whole_tensor_arithmetic():
+    a, b, c = randn(1500, 1700, seed=1), randn(1500, 1700, seed=2), randn(1500, 1700, seed=3)  # 2.5M elements: 3 SLERP chunks, 10 pieces
+    assert torch.equal(run("slerp", [a, b], base=0, t=0.3), reference_slerp(0.3, a, b))
+    params = [{}, {"weight": 0.7, "density": 0.5}, {"weight": 0.4, "density": 0.2}]
+    assert torch.equal(run("ties", [a, b, c], params, base=0), reference_ties(a, [b, c], [0.7, 0.4], [0.5, 0.2]))
+    out = torch.empty_like(a)
+    assert run("ties", [a, b, c], params, base=0).data_ptr() != out.data_ptr()
+    method = get_method("ties")
+    filled = method(MergeInputs([a, b, c], 0, params, "w", None, out), {p.name: p.default for p in method.shared})
+    assert filled.data_ptr() == out.data_ptr() and torch.equal(out, reference_ties(a, [b, c], [0.7, 0.4], [0.5, 0.2]))

@@ -41,9 +41,9 @@ def merge(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Merge models as a mergekit YAML config says: exact mergekit arithmetic, streamed, low memory."""
-    from mindset.cli.common import quiet_transformers
+    import os
 
-    quiet_transformers()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read if transformers is imported (tokenizers); a plain merge never imports it
     from mindset.merge import execute_plan, plan_merge
     from mindset.merge.report import LAYER_HEADERS, layer_rows, summary_rows
     from mindset.models.summary import human_bytes

@@ -11,6 +11,7 @@ looks complete.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ import torch
 from mindset.errors import MindsetError
 from mindset.fileio import atomic_folder
 from mindset.merge.methods import MergeInputs
+from mindset.merge.methods.pieces import pieces, torch_threads
 from mindset.merge.plan import MergePlan, OutputTensor
 from mindset.merge.report import model_card
 from mindset.merge.tokenizer import remap_rows
@@ -31,6 +33,7 @@ from mindset.merge.writer import ShardedWriter, TensorSpec
 from mindset.progress import track
 
 DEFAULT_SHARD_BYTES = 5 * 10**9  # mergekit's default ("5B")
+WRITERS = 2  # threads writing finished tensors into the shards
 TOKENIZER_FILES = (
     "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model", "added_tokens.json",
     "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json", "generation_config.json",
@@ -70,25 +73,42 @@ class TensorReader:
         self._open.clear()
 
 
-def merge_tensor(plan: MergePlan, tensor: OutputTensor, reader: TensorReader) -> torch.Tensor:
-    """The merged value of one output tensor, in its output dtype."""
-    tensors = []
-    for source in tensor.inputs:
-        model = plan.models[source.model]
-        value = reader.get(model.tensors[source.stored].file, source.stored)
-        if plan.dtype is not None and value.dtype != plan.dtype:  # the config's dtype applies as inputs are read
-            value = value.to(plan.dtype)
-        tensors.append(value)
-    if tensor.vocab_axis is not None:
-        group = {source.model: value for source, value in zip(tensor.inputs, tensors)}
-        borrowed = _borrowed_rows(plan, tensor, reader)
-        remapped = remap_rows(plan.vocabulary, group, tensor.vocab_axis, borrowed)
+def merge_tensor(plan: MergePlan, tensor: OutputTensor, reader: TensorReader, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The merged value of one output tensor, in its output dtype (written into `out` when given).
+
+    Element-wise methods run piece by piece (see methods/pieces.py): the same operations on the same
+    elements, so the same bits, with each piece's temporaries kept in cache.
+    """
+    tensors = [reader.get(plan.models[s.model].tensors[s.stored].file, s.stored) for s in tensor.inputs]
+    if tensor.vocab_axis is not None:  # mergekit casts to the config dtype as it reads, then re-indexes
+        group = {source.model: _cast(plan, value) for source, value in zip(tensor.inputs, tensors)}
+        remapped = remap_rows(plan.vocabulary, group, tensor.vocab_axis, _borrowed_rows(plan, tensor, reader))
         tensors = [remapped[source.model] for source in tensor.inputs]
-    dtype = reduce(torch.promote_types, [t.dtype for t in tensors])
-    tensors = [t.to(dtype) for t in tensors]
+    dtype = reduce(torch.promote_types, [(plan.dtype or t.dtype) if t.is_floating_point() else t.dtype for t in tensors])
+    params = [source.params for source in tensor.inputs]
+    if out is not None and plan.method.elementwise(params, tensor.shared):
+        flat_out = out.reshape(-1)
+        flats = [t.reshape(-1) for t in tensors]
+        with torch_threads(1):
+            for piece in pieces(flat_out.numel()):
+                parts = [_cast(plan, f[piece]).to(dtype) for f in flats]
+                flat_out[piece].copy_(plan.method(MergeInputs(parts, tensor.base, params, tensor.name), tensor.shared))
+        return out
+    tensors = [_cast(plan, t).to(dtype) for t in tensors]
     generator = torch.Generator().manual_seed(tensor.seed) if tensor.seed is not None else None
-    inputs = MergeInputs(tensors, tensor.base, [source.params for source in tensor.inputs], tensor.name, generator)
-    return plan.method(inputs, tensor.shared).to(tensor.dtype)
+    result = plan.method(MergeInputs(tensors, tensor.base, params, tensor.name, generator, out), tensor.shared)
+    if out is None:
+        return result.to(tensor.dtype)
+    if result.data_ptr() != out.data_ptr():  # the method did not fill the buffer itself
+        out.copy_(result)
+    return out
+
+
+def _cast(plan: MergePlan, tensor: torch.Tensor) -> torch.Tensor:
+    """The config's `dtype` applies to every floating input as it is read."""
+    if plan.dtype is not None and tensor.is_floating_point() and tensor.dtype != plan.dtype:
+        return tensor.to(plan.dtype)
+    return tensor
 
 
 def _borrowed_rows(plan: MergePlan, tensor: OutputTensor, reader: TensorReader) -> dict[int, torch.Tensor]:
@@ -112,6 +132,27 @@ def _borrowed_rows(plan: MergePlan, tensor: OutputTensor, reader: TensorReader) 
     return {token: torch.stack(values).mean(dim=0) if len(values) > 1 else values[0] for token, values in rows.items()}
 
 
+class BufferPool:
+    """Reusable output buffers. A freshly allocated large tensor costs a page fault per 4 KiB every time;
+    a buffer that was written once does not. A buffer returns to the pool once its bytes are on disk."""
+
+    def __init__(self, nbytes: int, count: int):
+        self.nbytes, self._free, self._made, self._count = nbytes, queue.Queue(), 0, count
+
+    def take(self, spec: TensorSpec) -> torch.Tensor:
+        if self._free.empty() and self._made < self._count:
+            self._made += 1
+            return torch.empty(self.nbytes, dtype=torch.uint8)
+        return self._free.get()
+
+    def give(self, buffer: torch.Tensor) -> None:
+        self._free.put(buffer)
+
+    @staticmethod
+    def view(buffer: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
+        return buffer[: spec.nbytes].view(spec.dtype).view(spec.shape)
+
+
 def execute_plan(
     plan: MergePlan,
     out: str | Path,
@@ -126,18 +167,27 @@ def execute_plan(
         raise MindsetError(f"{out} exists; choose another output folder or allow overwriting it (--overwrite)")
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
+    pool = BufferPool(max((s.nbytes for s in specs), default=0), count=WRITERS + 2)
     with atomic_folder(out, replace=overwrite) as tmp:
         writer = ShardedWriter(tmp, specs, shard_bytes, {"merged_by": "mindset"})
         reader = TensorReader(lazy)
         pending: list[Future] = []
+
+        def write(spec: TensorSpec, buffer: torch.Tensor) -> None:
+            try:
+                writer.write(spec.name, pool.view(buffer, spec))
+            finally:
+                pool.give(buffer)
+
         try:
-            # one thread writes while the next tensor is merged; at most two results wait for it
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="merge-writer") as pool:
-                for tensor in track(plan.tensors, len(plan.tensors), f"merging ({plan.method.name})", enabled=progress):
-                    result = merge_tensor(plan, tensor, reader)
-                    pending.append(pool.submit(writer.write, tensor.name, result))
-                    del result
-                    while len(pending) > 2:
+            # writer threads store results while the next tensor is merged (page-cache writes go faster
+            # from two threads)
+            with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="merge-writer") as writer_thread:
+                for tensor, spec in track(zip(plan.tensors, specs), len(specs), f"merging ({plan.method.name})", enabled=progress):
+                    buffer = pool.take(spec)
+                    merge_tensor(plan, tensor, reader, out=pool.view(buffer, spec))
+                    pending.append(writer_thread.submit(write, spec, buffer))
+                    while len(pending) > WRITERS:
                         pending.pop(0).result()
                 for future in pending:
                     future.result()

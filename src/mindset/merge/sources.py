@@ -9,9 +9,10 @@ the output embeddings carry a vocabulary axis, and parameters shared between nam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,6 +45,8 @@ class Layout:
     vocab_axes: dict[str, int]  # tensors indexed by token id → which axis
     tied: dict[str, str]  # alias → the tensor it shares storage with (lm_head.weight → embed_tokens)
     layer_suffixes: tuple[str, ...]  # the tensor names inside one layer, in order
+    tie_word_embeddings: bool  # as the config resolves it (class defaults included)
+    num_layers_key: str  # the config.json key that holds the layer count (n_layer for GPT-2)
 
     def layer_of(self, name: str) -> tuple[int, str] | None:
         match = re.match(rf"^{re.escape(self.layers_prefix)}\.(\d+)\.(.+)$", name)
@@ -64,7 +67,6 @@ class SourceModel:
     config: dict  # config.json
     tensors: dict[str, TensorInfo]
     layout: Layout
-    hf_config: object = field(repr=False, default=None)
 
     @property
     def num_layers(self) -> int:
@@ -72,7 +74,7 @@ class SourceModel:
 
     @property
     def tied(self) -> bool:
-        return bool(self.config.get("tie_word_embeddings", getattr(self.hf_config, "tie_word_embeddings", False)))
+        return self.layout.tie_word_embeddings
 
     def find(self, name: str) -> str | None:
         """The stored tensor that provides `name` (its tied partner when the model ties it)."""
@@ -137,22 +139,36 @@ def read_source(ref: str, folder: Path) -> SourceModel:
                 if dtype is None:
                     raise MindsetError(f"{file}: tensor {name} has dtype {piece.get_dtype()}, which mindset cannot merge")
                 tensors[name] = TensorInfo(file, tuple(piece.get_shape()), dtype)
-    hf_config = _hf_config(folder)
-    return SourceModel(ref, folder, config, tensors, architecture_layout(config_path.read_text()), hf_config)
-
-
-def _hf_config(folder: Path):
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as err:
-        raise MindsetError(f"transformers cannot read {folder / 'config.json'}: {str(err).splitlines()[0]}") from None
+    return SourceModel(ref, folder, config, tensors, architecture_layout(config_path.read_text(), str(config_path)))
 
 
 @lru_cache(maxsize=16)
-def architecture_layout(config_json: str) -> Layout:
-    """The layout of the architecture a config.json describes (cached: frankenmerges repeat models)."""
+def architecture_layout(config_json: str, where: str = "config.json") -> Layout:
+    """The layout of the architecture a config.json describes.
+
+    Kept in memory (frankenmerges repeat models) and on disk under $MINDSET_HOME/merge-layouts, keyed by
+    the config's text and the transformers version: building it imports transformers' modeling code,
+    seconds that a merge otherwise never needs.
+    """
+    from importlib.metadata import version
+
+    from mindset.fileio import atomic_write_json
+    from mindset.models.gguf_cache import mindset_home
+
+    key = hashlib.sha256(f"{config_json}|transformers {version('transformers')}|layout v1".encode()).hexdigest()[:20]
+    cached = mindset_home() / "merge-layouts" / f"{key}.json"
+    if cached.exists():
+        try:
+            data = json.loads(cached.read_text())
+            return Layout(**{**data, "order": {name: i for i, name in enumerate(data["order"])}, "layer_suffixes": tuple(data["layer_suffixes"])})
+        except (ValueError, TypeError, KeyError):
+            pass  # a damaged cache entry is rebuilt
+    layout = _build_layout(config_json, where)
+    atomic_write_json(cached, {**asdict(layout), "order": list(layout.order)})
+    return layout
+
+
+def _build_layout(config_json: str, where: str) -> Layout:
     import tempfile
 
     from torch import nn
@@ -160,7 +176,10 @@ def architecture_layout(config_json: str) -> Layout:
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(config_json)
-        config = AutoConfig.from_pretrained(tmp, local_files_only=True)
+        try:
+            config = AutoConfig.from_pretrained(tmp, local_files_only=True)
+        except (OSError, ValueError, KeyError) as err:
+            raise MindsetError(f"transformers cannot read {where}: {str(err).splitlines()[0]}") from None
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
@@ -189,4 +208,6 @@ def architecture_layout(config_json: str) -> Layout:
         else:
             first_owner[id(param)] = name
     suffixes = tuple(name[len(prefix) + 3 :] for name in order if name.startswith(f"{prefix}.0."))
-    return Layout(prefix, num_layers, order, vocab_axes, tied, suffixes)
+    layers_key = getattr(config, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
+    tie = bool(getattr(config.get_text_config(), "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
+    return Layout(prefix, num_layers, order, vocab_axes, tied, suffixes, tie, layers_key)

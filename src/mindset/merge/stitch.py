@@ -109,7 +109,7 @@ def output_config(plan: MergePlan) -> dict[str, Any]:
     """The donor's config.json with the merged layer count, per-layer lists, dtype and vocabulary size."""
     donor = plan.models[plan.donor]
     config = copy.deepcopy(donor.config)
-    key = getattr(donor.hf_config, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
+    key = donor.layout.num_layers_key
     old_layers = donor.num_layers
     config[key] = plan.num_layers
     for name, value in list(config.items()):  # e.g. layer_types: one entry per layer, taken from each layer's source

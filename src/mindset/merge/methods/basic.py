@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from mindset.merge.methods.pieces import pieces, torch_threads
 from mindset.merge.methods.registry import MergeInputs, Param, merge_method
 
 SLERP_CHUNK = 1024 * 1024  # elements per chunk of the norm and dot-product sums (mergekit's, for identical rounding)
@@ -24,6 +25,7 @@ def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     "passthrough",
     params=(Param("scale", float, "input", default=None, optional=True),),
     max_inputs=1,
+    elementwise=lambda per_input, shared: True,
     reference="mergekit passthrough: copy one input (optionally scaled)",
 )
 def passthrough(inputs: MergeInputs) -> torch.Tensor:
@@ -36,6 +38,7 @@ def passthrough(inputs: MergeInputs) -> torch.Tensor:
 @merge_method(
     "linear",
     params=(Param("weight", float, "input"), Param("normalize", bool, "shared", default=True)),
+    elementwise=lambda per_input, shared: True,
     reference="https://arxiv.org/abs/2203.05482",
 )
 def linear(inputs: MergeInputs, *, normalize: bool) -> torch.Tensor:
@@ -67,34 +70,48 @@ def slerp_method(inputs: MergeInputs, *, t: float) -> torch.Tensor:
     base = inputs.base
     if not inputs.tensors[0].is_floating_point():
         raise TypeError(f"{inputs.name}: SLERP needs floating-point tensors")
-    return slerp(t, inputs.tensors[base], inputs.tensors[1 - base])
+    return slerp(t, inputs.tensors[base], inputs.tensors[1 - base], out=inputs.out)
 
 
-def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8) -> torch.Tensor:
-    """SLERP of two tensors seen as flat vectors; nearly collinear pairs fall back to linear blending."""
+def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8, out: torch.Tensor | None = None) -> torch.Tensor:
+    """SLERP of two tensors seen as flat vectors; nearly collinear pairs fall back to linear blending.
+
+    The norms and the dot product are summed over chunks of SLERP_CHUNK elements, as mergekit sums them
+    (same chunks, same rounding); the blend itself is element-wise and runs in cache-sized pieces.
+    """
     dtype = compute_dtype(v0)
     a = v0.reshape(1, -1)  # mergekit's layout: (outputs=1, elements)
     b = v1.reshape(1, -1)
     t_col = torch.tensor([t], dtype=dtype).reshape(-1, 1)
-    if not a.shape[1]:
+    count = a.shape[1]
+    if not count:
         return ((1 - t_col) * a + t_col * b).reshape(v0.shape).to(v0.dtype)
-    chunks = range(0, a.shape[1], SLERP_CHUNK)
+    chunks = list(pieces(count, SLERP_CHUNK))
 
-    def piece(x: torch.Tensor, start: int) -> torch.Tensor:
-        return x[:, start : start + SLERP_CHUNK].to(dtype)
+    def norm(x: torch.Tensor) -> torch.Tensor:  # the norm of the chunks' norms
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x[:, c].to(dtype), dim=1, keepdim=True) for c in chunks]), dim=0)
 
-    # the norm of the chunks' norms, and the dot product of the normalised vectors, summed chunk by chunk
-    norm_a = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(piece(a, s), dim=1, keepdim=True) for s in chunks]), dim=0)
-    norm_b = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(piece(b, s), dim=1, keepdim=True) for s in chunks]), dim=0)
+    norm_a, norm_b = norm(a), norm(b)
     norm_a = torch.where(norm_a > eps, norm_a, 1)
     norm_b = torch.where(norm_b > eps, norm_b, 1)
-    dot = torch.stack([(piece(a, s) / norm_a * (piece(b, s) / norm_b)).sum(dim=1, keepdim=True) for s in chunks]).sum(dim=0).clamp(-1, 1)
+    scratch = torch.empty((3, min(SLERP_CHUNK, count)), dtype=dtype)  # reused: no fresh pages per chunk
+    dots = []
+    for c in chunks:
+        width = c.stop - c.start
+        unit_a = torch.div(a[:, c].to(dtype), norm_a, out=scratch[0:1, :width])
+        unit_b = torch.div(b[:, c].to(dtype), norm_b, out=scratch[1:2, :width])
+        dots.append(torch.mul(unit_a, unit_b, out=scratch[2:3, :width]).sum(dim=1, keepdim=True))
+    dot = torch.stack(dots).sum(dim=0).clamp(-1, 1)
     linear_blend = dot.abs() > dot_threshold
     theta = torch.acos(torch.where(linear_blend, 0, dot))
     sin_theta = torch.sin(theta)
     coef_a = torch.where(linear_blend, 1 - t_col, torch.sin((1 - t_col) * theta) / sin_theta)
     coef_b = torch.where(linear_blend, t_col, torch.sin(t_col * theta) / sin_theta)
-    result = torch.empty_like(a)
-    for start in chunks:
-        result[:, start : start + SLERP_CHUNK] = coef_a * piece(a, start) + coef_b * piece(b, start)
+    usable = out is not None and out.dtype == v0.dtype and out.is_contiguous() and out.numel() == count
+    result = out.reshape(1, -1) if usable else torch.empty_like(a)
+    with torch_threads(1):
+        for p in pieces(count):
+            width = p.stop - p.start
+            blend = torch.add(torch.mul(coef_a, a[:, p].to(dtype), out=scratch[0:1, :width]), torch.mul(coef_b, b[:, p].to(dtype), out=scratch[1:2, :width]), out=scratch[2:3, :width])
+            result[:, p].copy_(blend)
     return result.reshape(v0.shape)

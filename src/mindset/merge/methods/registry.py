@@ -68,6 +68,7 @@ class MergeInputs:
     params: list[dict[str, Any]]  # each input's per-input parameters
     name: str = ""  # the output tensor's name
     generator: torch.Generator | None = None  # seeded per tensor, for methods that draw random masks
+    out: torch.Tensor | None = None  # a buffer of the output's shape and dtype a method may fill and return
 
     def values(self, param: str, inputs: list[int] | None = None) -> list[Any]:
         return [self.params[i][param] for i in (range(len(self.tensors)) if inputs is None else inputs)]
@@ -89,6 +90,9 @@ class MergeMethod:
     random: bool = False  # draws random masks: results depend on the seed
     description: str = ""
     reference: str = ""
+    # True when each output element depends only on the same element of each input (given the
+    # parameters): the executor may then merge a tensor in cache-sized pieces, with identical results.
+    elementwise: Callable[[list[dict[str, Any]], dict[str, Any]], bool] = lambda per_input, shared: False
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

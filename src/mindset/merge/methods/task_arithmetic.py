@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from mindset.merge.methods.pieces import pieces, torch_threads
 from mindset.merge.methods.registry import MergeInputs, MergeMethod, Param, register
 
 
@@ -29,23 +30,38 @@ def rescaled(tensor: torch.Tensor, mask: torch.Tensor, rescale_l1: bool, eps: fl
 def top_magnitude_mask(tensor: torch.Tensor, k: int) -> torch.Tensor:
     """A 0/1 mask (in the tensor's dtype) of the k largest |values|, the set mergekit's argsort selects.
 
-    When the k-th largest magnitude is not tied across the cut, the top-k set is unique and a k-th
-    value search finds it in linear time; otherwise which tied elements are kept depends on the sort
-    algorithm, so this falls back to the same unstable argsort mergekit uses, for identical masks.
+    When no magnitude is tied across the cut, the top-k set is unique and a k-th value search finds it
+    without sorting; otherwise which tied elements are kept depends on the sort algorithm, so this
+    falls back to the same (unstable) argsort mergekit uses, for identical masks.
     """
     flat = tensor.abs().reshape(-1)
     if flat.device.type == "cpu":
         flat = flat.float()
     count = flat.numel()
-    if k < count and not torch.isnan(flat).any():
-        threshold = torch.kthvalue(flat, count - k + 1).values
-        above = flat > threshold
-        at = flat == threshold
-        if int(above.sum()) + int(at.sum()) == k:
-            return (above | at).to(tensor.dtype).reshape(tensor.shape)
+    if k < count and not torch.isnan(flat.max()):
+        keep = flat >= kth_largest(flat, k)
+        if int(keep.sum()) == k:
+            return keep.to(tensor.dtype).reshape(tensor.shape)
     mask = torch.zeros(count, dtype=tensor.dtype, device=tensor.device)
     mask[torch.argsort(flat, descending=True)[:k]] = 1
     return mask.reshape(tensor.shape)
+
+
+def kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest value of a 1-D tensor. For big tensors a strided sample brackets it, and only the
+    elements inside the bracket are searched (the counts prove the bracket holds it, else a full search)."""
+    count = flat.numel()
+    if count > 1 << 20:
+        sample = flat[:: count // (1 << 16)].sort().values
+        position = int(sample.numel() * (1 - k / count))
+        low = sample[max(0, position - 512)]
+        high = sample[min(sample.numel() - 1, position + 512)]
+        above = int((flat > high).sum())
+        band = flat[(flat >= low) & (flat <= high)]
+        need = k - above
+        if 0 < need <= band.numel():
+            return torch.kthvalue(band, band.numel() - need + 1).values
+    return torch.kthvalue(flat, count - k + 1).values
 
 
 def magnitude_sparsify(tensor: torch.Tensor, density: float, rescale_l1: bool) -> torch.Tensor:
@@ -83,34 +99,24 @@ def task_arithmetic_family(sparsify: str | None, elect: bool, normalize: bool, r
         others = inputs.others
         if not others:
             return base
-        deltas = base.new_empty((len(others), *base.shape))
-        for row, index in enumerate(others):
+        # sparsifying needs each whole task vector (top-k, random masks, norms); the rest is element-wise
+        deltas = []
+        for index in others:
             delta = inputs.tensors[index] - base
             density = inputs.params[index]["density"]
             if sparsify == "magnitude":
                 delta = magnitude_sparsify(delta, density, rescale)
             elif sparsify == "random":
                 delta = random_sparsify(delta, density, rescale, inputs.generator)
-            deltas[row] = delta
-            del delta
-        weights = torch.tensor(inputs.values("weight", others), dtype=deltas.dtype)
-        while weights.dim() < deltas.dim():
-            weights.unsqueeze_(-1)
-        deltas.mul_(weights)
-        if elect:
-            mask = majority_sign_mask(deltas, torch.int8 if int8_mask else base.dtype)
-            mixed = (deltas * mask).sum(dim=0)
-            divisor = (weights * mask).sum(dim=0)
-            divisor[divisor == 0] = 1
-        else:
-            mixed = deltas.sum(dim=0)
-            divisor = weights.sum(dim=0)
-            divisor[divisor.abs() < 1e-8] = 1
-        if normalize:
-            mixed /= divisor
-        if shared["lambda"] != 1:
-            mixed *= shared["lambda"]
-        return (base + mixed).to(base.dtype)
+            deltas.append(delta.to(base.dtype).reshape(-1))
+        weights = torch.tensor(inputs.values("weight", others), dtype=base.dtype).unsqueeze(-1)
+        usable = inputs.out is not None and inputs.out.dtype == base.dtype and inputs.out.is_contiguous()
+        result = inputs.out.reshape(-1) if usable else torch.empty(base.numel(), dtype=base.dtype)
+        flat_base = base.reshape(-1)
+        with torch_threads(1):
+            for p in pieces(flat_base.numel()):
+                result[p] = combine(flat_base[p], torch.stack([d[p] for d in deltas]), weights, elect, normalize, shared["lambda"], int8_mask)
+        return result.reshape(base.shape)
 
     params = (
         Param("weight", float, "non_base"),
@@ -121,6 +127,25 @@ def task_arithmetic_family(sparsify: str | None, elect: bool, normalize: bool, r
         Param("int8_mask", bool, "shared", default=False),
     )
     return merge, params
+
+
+def combine(base: torch.Tensor, deltas: torch.Tensor, weights: torch.Tensor, elect: bool, normalize: bool, scale: float, int8_mask: bool) -> torch.Tensor:
+    """base + scale · (weighted task vectors, optionally sign-elected and normalised): deltas is (inputs, elements)."""
+    deltas.mul_(weights)
+    if elect:
+        mask = majority_sign_mask(deltas, torch.int8 if int8_mask else base.dtype)
+        mixed = (deltas * mask).sum(dim=0)
+        divisor = (weights * mask).sum(dim=0)
+        divisor[divisor == 0] = 1
+    else:
+        mixed = deltas.sum(dim=0)
+        divisor = weights.sum(dim=0)
+        divisor[divisor.abs() < 1e-8] = 1
+    if normalize:
+        mixed /= divisor
+    if scale != 1:
+        mixed *= scale
+    return (base + mixed).to(base.dtype)
 
 
 FAMILY = {
@@ -140,6 +165,8 @@ for _name, (_sparsify, _elect, _normalize, _rescale, _reference) in FAMILY.items
             _params,
             base="required",
             random=_sparsify == "random",
+            # without sparsification (no sparsifier, or every density 1) only element-wise arithmetic is left
+            elementwise=lambda per_input, shared, s=_sparsify: s is None or all(p.get("density", 1.0) >= 1 for p in per_input),
             description="base + weighted task vectors" + {"magnitude": ", top-magnitude", "random": ", random (DARE)", None: ""}[_sparsify]
             + (" sparsified" if _sparsify else "") + (", majority sign elected" if _elect else ""),
             reference=_reference,
