@@ -74,7 +74,6 @@ class OutputSlice(BaseModel):
     sources: list[SliceSource] = Field(min_length=1)
     base_model: str | None = None
     parameters: Parameters | None = None
-    residual_weight: None = Field(None, description="accepted by mergekit's schema but never used; refused here")
 
     _check_base = field_validator("base_model", mode="before")(_model_name)
 
@@ -84,7 +83,6 @@ class TokenizerSettings(BaseModel):
 
     source: str = "union"
     pad_to_multiple_of: int | None = Field(None, ge=1)
-    tokens: None = Field(None, description="per-token embedding sources: not supported")
 
 
 class MergeConfig(BaseModel):
@@ -100,7 +98,6 @@ class MergeConfig(BaseModel):
     tokenizer_source: str | None = None
     tokenizer: TokenizerSettings | None = None
     chat_template: str | None = None
-    modules: None = Field(None, description="multi-module (vision-language) merges: not supported")
 
     _check_base = field_validator("base_model", mode="before")(_model_name)
 
@@ -139,7 +136,8 @@ class LoadedConfig:
         return self.doc.path.parent if self.doc.path else None
 
 
-# Keys mergekit's schema has that mindset refuses, with the reason (a plain "unknown field" would mislead).
+# Keys mergekit's schema has that mindset refuses, with the reason (a plain "unknown field" would mislead);
+# checked on the raw YAML before validation.
 UNSUPPORTED = {
     ("modules",): "multi-module merges (modules:) are not supported; use slices or models",
     ("tokenizer", "tokens"): "per-token embedding sources (tokenizer.tokens) are not supported",

@@ -11,8 +11,10 @@ looks complete.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -33,7 +35,7 @@ from mindset.merge.writer import ShardedWriter, TensorSpec
 from mindset.progress import track
 
 DEFAULT_SHARD_BYTES = 5 * 10**9  # mergekit's default ("5B")
-WRITERS = 2  # threads writing finished tensors into the shards
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # tensors merged (and written) at the same time
 TOKENIZER_FILES = (
     "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model", "added_tokens.json",
     "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json", "generation_config.json",
@@ -57,6 +59,7 @@ class TensorReader:
         self.lazy = lazy
         self._open: dict[Path, object] = {}
         self._stack = ExitStack()
+        self._lock = threading.Lock()
 
     def get(self, file: Path, name: str) -> torch.Tensor:
         from safetensors import safe_open
@@ -64,9 +67,11 @@ class TensorReader:
         if self.lazy:
             with safe_open(str(file), framework="pt") as handle:
                 return handle.get_tensor(name)  # the view keeps its mapping until it is freed
-        if file not in self._open:
-            self._open[file] = self._stack.enter_context(safe_open(str(file), framework="pt"))
-        return self._open[file].get_tensor(name)
+        with self._lock:
+            if file not in self._open:
+                self._open[file] = self._stack.enter_context(safe_open(str(file), framework="pt"))
+            handle = self._open[file]
+        return handle.get_tensor(name)
 
     def close(self) -> None:
         self._stack.close()
@@ -137,12 +142,15 @@ class BufferPool:
     a buffer that was written once does not. A buffer returns to the pool once its bytes are on disk."""
 
     def __init__(self, nbytes: int, count: int):
-        self.nbytes, self._free, self._made, self._count = nbytes, queue.Queue(), 0, count
+        self.nbytes, self._count, self._made = nbytes, count, 0
+        self._free: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
 
-    def take(self, spec: TensorSpec) -> torch.Tensor:
-        if self._free.empty() and self._made < self._count:
-            self._made += 1
-            return torch.empty(self.nbytes, dtype=torch.uint8)
+    def take(self) -> torch.Tensor:
+        with self._lock:
+            if self._free.empty() and self._made < self._count:
+                self._made += 1
+                return torch.empty(self.nbytes, dtype=torch.uint8)
         return self._free.get()
 
     def give(self, buffer: torch.Tensor) -> None:
@@ -161,37 +169,45 @@ def execute_plan(
     lazy: bool = True,
     progress: bool = True,
     overwrite: bool = False,
+    workers: int = WORKERS,
 ) -> MergeResult:
+    """Merge every planned tensor into the HF folder `out`, `workers` tensors at a time.
+
+    Each worker merges one tensor (torch ops release the GIL) with one torch thread, then writes it to
+    its place in the shards; two workers keep two cores busy whether a tensor is mostly arithmetic or
+    mostly writing. Thread count does not change any result: element-wise work is per element and
+    torch's reductions split their work the same way whatever the thread count.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise MindsetError(f"{out} exists; choose another output folder or allow overwriting it (--overwrite)")
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
-    pool = BufferPool(max((s.nbytes for s in specs), default=0), count=WRITERS + 2)
+    pool = BufferPool(max((s.nbytes for s in specs), default=0), count=workers)
     with atomic_folder(out, replace=overwrite) as tmp:
         writer = ShardedWriter(tmp, specs, shard_bytes, {"merged_by": "mindset"})
         reader = TensorReader(lazy)
-        pending: list[Future] = []
 
-        def write(spec: TensorSpec, buffer: torch.Tensor) -> None:
+        def merge_and_write(tensor: OutputTensor, spec: TensorSpec) -> None:
+            buffer = pool.take()
             try:
+                merge_tensor(plan, tensor, reader, out=pool.view(buffer, spec))
                 writer.write(spec.name, pool.view(buffer, spec))
             finally:
                 pool.give(buffer)
 
+        pending: list[Future] = []
         try:
-            # writer threads store results while the next tensor is merged (page-cache writes go faster
-            # from two threads)
-            with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="merge-writer") as writer_thread:
+            with torch_threads(1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool_threads:
                 for tensor, spec in track(zip(plan.tensors, specs), len(specs), f"merging ({plan.method.name})", enabled=progress):
-                    buffer = pool.take(spec)
-                    merge_tensor(plan, tensor, reader, out=pool.view(buffer, spec))
-                    pending.append(writer_thread.submit(write, spec, buffer))
-                    while len(pending) > WRITERS:
+                    pending.append(pool_threads.submit(merge_and_write, tensor, spec))
+                    while len(pending) > workers:  # a bounded queue: memory stays at `workers` tensors
                         pending.pop(0).result()
                 for future in pending:
                     future.result()
         except BaseException:
+            for future in pending:
+                future.cancel()
             writer.abort()
             raise
         finally:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from mindset.configfile import YamlDocument
 from mindset.merge.config import LoadedConfig, MergeConfig, load_merge_config
@@ -16,7 +17,10 @@ from mindset.recipes.context import RunContext
 class MergeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    config: Path | MergeConfig = Field(description="a merge YAML file, or the merge config written inline")
+    config: Annotated[
+        Union[Annotated[Path, Tag("file")], Annotated[MergeConfig, Tag("inline")]],
+        Discriminator(lambda value: "inline" if isinstance(value, (dict, MergeConfig)) else "file"),
+    ] = Field(description="a merge YAML file, or the merge config written inline")
     output: Path = Field(Path("merged"), description="the merged model's folder (relative: inside the run folder)")
     seed: int = Field(0, description="seed for random masks (dare_ties, dare_linear)")
     shard_size: str = Field("5GB", description="largest output shard")
