@@ -9,8 +9,8 @@ TIES over a base and two others (density 0.5). mergekit runs from its own venv (
 `benchmarks/merge_peer_check.py --setup`).
 
 Each tool runs as its own process, from the command line a user would type (interpreter start, imports,
-planning and writing all included); wall time is measured around the process and peak RSS is the
-kernel's `ru_maxrss` for that process (`os.wait4`). The inputs are read once beforehand so both read
+planning and writing all included); wall time is measured around the process and peak RSS is GNU
+time's maximum resident set size of that process. The inputs are read once beforehand so both read
 from the page cache, runs alternate mergekit / mindset, and the outputs are compared tensor by tensor.
 """
 
@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from merge_peer_check import MERGEKIT_VENV, compare  # noqa: E402
 
 from mindset.models.gguf_cache import mindset_home  # noqa: E402
 
+TIME = "/usr/bin/time"  # GNU time (apt: time)
 SHAPE = {"layers": 26, "hidden": 1024, "intermediate": 2816, "heads": 16, "kv_heads": 8, "vocab": 32000}
 
 
@@ -59,15 +61,19 @@ def configs(m: list[Path]) -> dict[str, str]:
 
 
 def measure(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of one process."""
-    began = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - began
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command[:3])} failed: {proc.stderr.read().decode()[-2000:]}")
-    proc.stderr.close()
-    return seconds, usage.ru_maxrss * 1024 / 1e9
+    """(wall seconds, peak RSS in GB) of one process, as GNU time reports them.
+
+    GNU time forks the command from its own small process: a child forked from this (big) Python
+    process would inherit its memory high-water mark in ru_maxrss and overstate the peak.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        began = time.perf_counter()
+        proc = subprocess.run([TIME, "-f", "%M", "-o", report.name, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - began
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(command[:3])} failed: {proc.stderr[-2000:]}")
+        peak_kib = int(report.read().strip().splitlines()[-1])
+    return seconds, peak_kib * 1024 / 1e9
 
 
 def warm(paths: list[Path]) -> None:

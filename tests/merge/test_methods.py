@@ -7,7 +7,7 @@ import torch
 
 from mindset.merge.config import ConditionalParameter
 from mindset.merge.methods import METHODS, MergeInputs, get_method
-from mindset.merge.methods.task_arithmetic import top_magnitude_mask
+from mindset.merge.methods.topk import keep_top_magnitudes, top_magnitude_mask
 from mindset.merge.parameters import MISSING, evaluate, resolve
 
 
@@ -92,6 +92,18 @@ def test_top_magnitude_mask_matches_argsort_with_and_without_ties():
         reference = torch.zeros(1000)
         reference[torch.argsort(tied, descending=True)[:k]] = 1
         assert torch.equal(top_magnitude_mask(tied, k), reference)
+    big = randn(1_100_000, seed=6)  # bracketed by a sample, counted piece by piece
+    big[123] = big[456] = 0.5  # a tie, away from the cut
+    for k in (1, 400_000, 1_099_999):
+        reference = torch.zeros(1_100_000)
+        reference[torch.argsort(big.abs(), descending=True)[:k]] = 1
+        assert torch.equal(top_magnitude_mask(big, k), reference)
+        assert torch.equal(keep_top_magnitudes(big, k), big * reference)
+    with_nan = big.clone()
+    with_nan[7] = float("nan")  # argsort ranks NaN first; so must the mask
+    reference = torch.zeros(1_100_000)
+    reference[torch.argsort(with_nan.abs(), descending=True)[:1000]] = 1
+    assert torch.equal(top_magnitude_mask(with_nan, 1000), reference)
 
 
 def test_dare_keeps_about_density_and_rescales_to_the_l1_norm():

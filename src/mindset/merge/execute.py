@@ -173,41 +173,52 @@ def execute_plan(
 ) -> MergeResult:
     """Merge every planned tensor into the HF folder `out`, `workers` tensors at a time.
 
-    Each worker merges one tensor (torch ops release the GIL) with one torch thread, then writes it to
-    its place in the shards; two workers keep two cores busy whether a tensor is mostly arithmetic or
-    mostly writing. Thread count does not change any result: element-wise work is per element and
-    torch's reductions split their work the same way whatever the thread count.
+    Each worker merges one tensor (torch ops release the GIL) with one torch thread into a pooled
+    buffer; one writer thread streams the results to the shards in plan order. The thread count does
+    not change any result: element-wise work is per element, and torch's reductions split their work
+    the same way whatever the number of threads.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise MindsetError(f"{out} exists; choose another output folder or allow overwriting it (--overwrite)")
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
-    pool = BufferPool(max((s.nbytes for s in specs), default=0), count=workers)
+    pool = BufferPool(max((s.nbytes for s in specs), default=0), count=workers + 2)
     with atomic_folder(out, replace=overwrite) as tmp:
         writer = ShardedWriter(tmp, specs, shard_bytes, {"merged_by": "mindset"})
         reader = TensorReader(lazy)
 
-        def merge_and_write(tensor: OutputTensor, spec: TensorSpec) -> None:
+        def merge_into_buffer(tensor: OutputTensor, spec: TensorSpec) -> torch.Tensor:
             buffer = pool.take()
             try:
                 merge_tensor(plan, tensor, reader, out=pool.view(buffer, spec))
+            except BaseException:
+                pool.give(buffer)
+                raise
+            return buffer
+
+        def write_in_order(merged: Future, spec: TensorSpec) -> None:
+            buffer = merged.result()
+            try:
                 writer.write(spec.name, pool.view(buffer, spec))
             finally:
                 pool.give(buffer)
 
-        pending: list[Future] = []
+        writes: list[Future] = []
         try:
-            with torch_threads(1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool_threads:
+            with (
+                torch_threads(1),
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as merging,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="merge-writer") as writing,
+            ):
                 for tensor, spec in track(zip(plan.tensors, specs), len(specs), f"merging ({plan.method.name})", enabled=progress):
-                    pending.append(pool_threads.submit(merge_and_write, tensor, spec))
-                    while len(pending) > workers:  # a bounded queue: memory stays at `workers` tensors
-                        pending.pop(0).result()
-                for future in pending:
+                    merged = merging.submit(merge_into_buffer, tensor, spec)
+                    writes.append(writing.submit(write_in_order, merged, spec))
+                    while len(writes) > workers + 1:  # a bounded pipeline: memory stays at a few tensors
+                        writes.pop(0).result()
+                for future in writes:
                     future.result()
         except BaseException:
-            for future in pending:
-                future.cancel()
             writer.abort()
             raise
         finally:

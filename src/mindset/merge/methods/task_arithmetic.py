@@ -13,6 +13,7 @@ import torch
 
 from mindset.merge.methods.pieces import pieces, torch_threads
 from mindset.merge.methods.registry import MergeInputs, MergeMethod, Param, register
+from mindset.merge.methods.topk import keep_top_magnitudes, top_magnitude_mask
 
 
 def rescaled(tensor: torch.Tensor, mask: torch.Tensor, rescale_l1: bool, eps: float = 1e-7) -> torch.Tensor:
@@ -27,43 +28,6 @@ def rescaled(tensor: torch.Tensor, mask: torch.Tensor, rescale_l1: bool, eps: fl
     return masked * (before / after)
 
 
-def top_magnitude_mask(tensor: torch.Tensor, k: int) -> torch.Tensor:
-    """A 0/1 mask (in the tensor's dtype) of the k largest |values|, the set mergekit's argsort selects.
-
-    When no magnitude is tied across the cut, the top-k set is unique and a k-th value search finds it
-    without sorting; otherwise which tied elements are kept depends on the sort algorithm, so this
-    falls back to the same (unstable) argsort mergekit uses, for identical masks.
-    """
-    flat = tensor.abs().reshape(-1)
-    if flat.device.type == "cpu":
-        flat = flat.float()
-    count = flat.numel()
-    if k < count and not torch.isnan(flat.max()):
-        keep = flat >= kth_largest(flat, k)
-        if int(keep.sum()) == k:
-            return keep.to(tensor.dtype).reshape(tensor.shape)
-    mask = torch.zeros(count, dtype=tensor.dtype, device=tensor.device)
-    mask[torch.argsort(flat, descending=True)[:k]] = 1
-    return mask.reshape(tensor.shape)
-
-
-def kth_largest(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th largest value of a 1-D tensor. For big tensors a strided sample brackets it, and only the
-    elements inside the bracket are searched (the counts prove the bracket holds it, else a full search)."""
-    count = flat.numel()
-    if count > 1 << 20:
-        sample = flat[:: count // (1 << 16)].sort().values
-        position = int(sample.numel() * (1 - k / count))
-        low = sample[max(0, position - 512)]
-        high = sample[min(sample.numel() - 1, position + 512)]
-        above = int((flat > high).sum())
-        band = flat[(flat >= low) & (flat <= high)]
-        need = k - above
-        if 0 < need <= band.numel():
-            return torch.kthvalue(band, band.numel() - need + 1).values
-    return torch.kthvalue(flat, count - k + 1).values
-
-
 def magnitude_sparsify(tensor: torch.Tensor, density: float, rescale_l1: bool) -> torch.Tensor:
     """Keep the `density` fraction of largest-magnitude entries (at least one), zero the rest."""
     if density >= 1:
@@ -71,7 +35,9 @@ def magnitude_sparsify(tensor: torch.Tensor, density: float, rescale_l1: bool) -
     if density <= 0 or tensor.numel() == 0:
         return torch.zeros_like(tensor)
     k = max(1, int(density * tensor.numel()))
-    return rescaled(tensor, top_magnitude_mask(tensor, k), rescale_l1)
+    if rescale_l1:
+        return rescaled(tensor, top_magnitude_mask(tensor, k), rescale_l1)
+    return keep_top_magnitudes(tensor, k)
 
 
 def random_sparsify(tensor: torch.Tensor, density: float, rescale_l1: bool, generator: torch.Generator | None) -> torch.Tensor:
