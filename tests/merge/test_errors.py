@@ -137,3 +137,12 @@ def test_a_tied_model_without_head_merges_with_an_untied_one(family, write_confi
     plan = plan_merge(write_config(TWO.replace("{base}", str(untied)), family))
     head = next(t for t in plan.tensors if t.name == "lm_head.weight")
     assert [i.stored for i in head.inputs] == ["lm_head.weight", "model.embed_tokens.weight"]
+
+
+def test_a_donor_without_tokenizer(family, write_config, tmp_path):
+    bare = tmp_path / "no-tokenizer"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(family["base"] / name, bare / name)
+    config = write_config(TWO.replace("{base}", str(bare)), family)
+    fails(config, tmp_path / "out", r"merge.yaml:3: models\[0\]: the merged model takes its tokenizer from '.*no-tokenizer', which has none")

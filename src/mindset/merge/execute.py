@@ -1,9 +1,9 @@
-"""Run a checked plan: one output tensor at a time, inputs read lazily, shards written as results appear.
+"""Run a checked plan: tensor by tensor, inputs read lazily, shards written as results appear.
 
-Peak memory stays near the inputs and result of the tensor being merged (plus the one being written):
-inputs are memory-mapped views (`safetensors.safe_open`), mapped only while their tensor is merged
-(`lazy`, the default) so the pages leave the process as soon as the result is written, and the output
-goes straight to its place in a pre-planned shard. The folder appears under its name only when
+Peak memory stays near the few tensors in flight (two being merged, one being written): inputs are
+memory-mapped views (`safetensors.safe_open`), mapped only while their tensor is merged (`lazy`, the
+default) so their pages leave the process with it; results go into a small pool of reusable buffers
+and stream to their pre-planned place in the shards. The folder appears under its name only when
 everything is written (`mindset.fileio.atomic_folder`), so an interrupted merge leaves nothing that
 looks complete.
 """

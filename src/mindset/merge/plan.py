@@ -129,6 +129,9 @@ def build_plan(loaded: LoadedConfig, *, search: list[Path] | None = None, seed: 
     vocabulary = None
     if config.tokenizer_choice is not None:
         vocabulary = _vocabulary(loaded, table, donor, fail)
+    elif not any((models[donor].folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        loc = ("base_model",) if base is not None else slices[0].sources[0].loc
+        raise fail(loc, f"the merged model takes its tokenizer from {models[donor].ref!r}, which has none; add one to that folder or set tokenizer_source")
     chat_template = None
     if config.chat_template:
         inputs = [load_tokenizer(m.folder, m.ref) for m in models] if config.chat_template == "auto" else []

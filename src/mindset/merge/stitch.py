@@ -51,7 +51,9 @@ class _TensorAdder:
         self.plan, self.seed, self.fail = plan, seed, fail
         config = plan.loaded.config
         self.global_params = config.parameters
-        self.out_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}.get(config.out_dtype or "")
+        from mindset.merge.plan import DTYPES
+
+        self.out_dtype = DTYPES.get(config.out_dtype or "")
 
     def __call__(self, out_name: str, names: list[str], piece: PlannedSlice, t: float, where: str, vocab_axis: int | None) -> None:
         from mindset.merge.plan import OutputTensor, TensorInput, tensor_seed
