@@ -1,7 +1,7 @@
 """Peer check: mindset and mergekit 0.1.5 run the same merge configs; every output tensor is compared.
 
     python benchmarks/merge_peer_check.py --setup            # once: mergekit 0.1.5 in its own venv
-    python benchmarks/merge_peer_check.py [--write-golden tests/merge/golden]
+    python benchmarks/merge_peer_check.py [--wide] [--write-golden tests/merge/golden]
 
 mergekit lives in its own virtual environment (default `$MINDSET_HOME/venvs/mergekit-0.1.5`, made by
 `--setup`: `torch==2.13.0` first, then `mergekit==0.1.5`, so both sides run the same torch). Inputs
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="mindset's DARE seed (mergekit reseeded to match)")
     parser.add_argument("--write-golden", type=Path, help="also write micro inputs and mergekit's outputs here, for the tests")
     parser.add_argument("--golden-only", action="store_true", help="only write the golden fixture (no comparison table)")
+    parser.add_argument("--wide", action="store_true", help="also run every config on wide models (2M-element tensors: chunks, pieces, sampled top-k)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     args = parser.parse_args()
     if args.setup:
@@ -191,6 +192,9 @@ def main() -> None:
         write_professor_models(work / "professor")
         cases = [(n, y, r) for n, y, r in configs(inputs)]
         cases.append(("published 155B shape (linear, model: prefix)", professor_config(work / "professor", "model:"), False))
+        if args.wide:  # hidden 1024: MLP weights of 2.1M elements, past every chunk and piece boundary
+            wide = write_finetune_family(work / "wide", hidden=1024)
+            cases += [(f"{n} (wide)", y, r) for n, y, r in configs(wide)]
         for index, (name, text, random) in enumerate(cases):
             config = work / f"config-{index}.yaml"
             config.write_text(text)

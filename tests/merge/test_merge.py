@@ -162,3 +162,16 @@ def test_dtype_and_out_dtype(tensors_in, family, write_config, tmp_path, dtype):
     merge(config, tmp_path / "out")
     assert all(t.dtype == getattr(torch, dtype) for t in tensors_in(tmp_path / "out").values())
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == dtype
+
+
+def test_reducing_methods_run_with_torchs_default_threads(family, write_config, tmp_path, monkeypatch):
+    """Whole-tensor sums round differently across thread counts: SLERP keeps mergekit's (the default)."""
+    from mindset.merge.methods import basic
+
+    seen = []
+    real = basic.slerp
+    monkeypatch.setattr(basic, "slerp", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    default = torch.get_num_threads()
+    config = "merge_method: slerp\nbase_model: {base}\nparameters: {t: 0.3}\nmodels: [{model: {base}}, {model: {ft1}}]\n"
+    merge(write_config(config, family), tmp_path / "out")
+    assert seen and set(seen) == {default} and torch.get_num_threads() == default

@@ -173,16 +173,20 @@ def execute_plan(
 ) -> MergeResult:
     """Merge every planned tensor into the HF folder `out`, `workers` tensors at a time.
 
-    Each worker merges one tensor (torch ops release the GIL) with one torch thread into a pooled
-    buffer; one writer thread streams the results to the shards in plan order. The thread count does
-    not change any result: element-wise work is per element, and torch's reductions split their work
-    the same way whatever the number of threads.
+    Each worker merges one tensor (torch ops release the GIL) into a pooled buffer; one writer thread
+    streams the results to the shards in plan order. Element-wise work gives the same bits whatever
+    the thread count, so workers run side by side with one torch thread each. Whole-tensor reductions
+    (SLERP's norms, Model Stock's angles, DARE's rescaling) round differently when torch splits them
+    across a different number of threads, so such merges keep torch's default thread count, as
+    mergekit runs them, and merge one tensor at a time.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise MindsetError(f"{out} exists; choose another output folder or allow overwriting it (--overwrite)")
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
+    reduces = any(plan.method.reduces([s.params for s in t.inputs], t.shared) for t in plan.tensors)
+    workers, threads = (1, None) if reduces else (workers, 1)
     pool = BufferPool(max((s.nbytes for s in specs), default=0), count=workers + 2)
     with atomic_folder(out, replace=overwrite) as tmp:
         writer = ShardedWriter(tmp, specs, shard_bytes, {"merged_by": "mindset"})
@@ -207,7 +211,7 @@ def execute_plan(
         writes: list[Future] = []
         try:
             with (
-                torch_threads(1),
+                torch_threads(threads),
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as merging,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="merge-writer") as writing,
             ):

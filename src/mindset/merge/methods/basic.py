@@ -63,6 +63,7 @@ def linear(inputs: MergeInputs, *, normalize: bool) -> torch.Tensor:
     base="required",
     min_inputs=2,
     max_inputs=2,
+    reduces=lambda per_input, shared: True,
     reference="https://en.wikipedia.org/wiki/Slerp",
 )
 def slerp_method(inputs: MergeInputs, *, t: float) -> torch.Tensor:

@@ -13,6 +13,7 @@ from mindset.merge.methods.registry import MergeInputs, Param, merge_method
     params=(Param("filter_wise", bool, "shared", default=False),),
     base="required",
     min_inputs=3,
+    reduces=lambda per_input, shared: True,
     reference="https://arxiv.org/abs/2403.19522",
 )
 def model_stock(inputs: MergeInputs, *, filter_wise: bool) -> torch.Tensor:

@@ -4,8 +4,10 @@ An element-wise operation gives each element the same value whether it runs on a
 slice, so a chain of them can run piece by piece: the temporaries of a 2**18-element piece stay in the
 CPU cache instead of streaming every intermediate through memory, and a piece this small is merged
 fastest by one thread. Whole-tensor reductions (norms, sums over all elements) are different: their
-rounding depends on how the work is split, so they stay whole and keep torch's default threads, as
-mergekit runs them.
+rounding depends on how the work is split, including across how many threads, so they stay whole and
+run with torch's default thread count, as mergekit runs them. (The thread count is process-wide: a
+method may lower it for its pieces only when no other tensor is being merged at the same time, which
+the executor guarantees for methods that reduce.)
 """
 
 from __future__ import annotations

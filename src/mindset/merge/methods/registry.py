@@ -93,6 +93,10 @@ class MergeMethod:
     # True when each output element depends only on the same element of each input (given the
     # parameters): the executor may then merge a tensor in cache-sized pieces, with identical results.
     elementwise: Callable[[list[dict[str, Any]], dict[str, Any]], bool] = lambda per_input, shared: False
+    # True when the result depends on whole-tensor floating-point reductions (norms, sums), whose
+    # rounding depends on how many threads torch splits them across: such merges keep torch's default
+    # thread count, as mergekit runs them, and merge one tensor at a time.
+    reduces: Callable[[list[dict[str, Any]], dict[str, Any]], bool] = lambda per_input, shared: False
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -133,6 +133,8 @@ for _name, (_sparsify, _elect, _normalize, _rescale, _reference) in FAMILY.items
             random=_sparsify == "random",
             # without sparsification (no sparsifier, or every density 1) only element-wise arithmetic is left
             elementwise=lambda per_input, shared, s=_sparsify: s is None or all(p.get("density", 1.0) >= 1 for p in per_input),
+            # rescaling a sparsified task vector divides two whole-tensor sums
+            reduces=lambda per_input, shared, s=_sparsify: s is not None and shared["rescale"] and any(p.get("density", 1.0) < 1 for p in per_input),
             description="base + weighted task vectors" + {"magnitude": ", top-magnitude", "random": ", random (DARE)", None: ""}[_sparsify]
             + (" sparsified" if _sparsify else "") + (", majority sign elected" if _elect else ""),
             reference=_reference,
