@@ -94,10 +94,9 @@ def merge_tensor(plan: MergePlan, tensor: OutputTensor, reader: TensorReader, ou
     if out is not None and plan.method.elementwise(params, tensor.shared):
         flat_out = out.reshape(-1)
         flats = [t.reshape(-1) for t in tensors]
-        with torch_threads(1):
-            for piece in pieces(flat_out.numel()):
-                parts = [_cast(plan, f[piece]).to(dtype) for f in flats]
-                flat_out[piece].copy_(plan.method(MergeInputs(parts, tensor.base, params, tensor.name), tensor.shared))
+        for piece in pieces(flat_out.numel()):
+            parts = [_cast(plan, f[piece]).to(dtype) for f in flats]
+            flat_out[piece].copy_(plan.method(MergeInputs(parts, tensor.base, params, tensor.name), tensor.shared))
         return out
     tensors = [_cast(plan, t).to(dtype) for t in tensors]
     generator = torch.Generator().manual_seed(tensor.seed) if tensor.seed is not None else None
@@ -186,7 +185,7 @@ def execute_plan(
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
     reduces = any(plan.method.reduces([s.params for s in t.inputs], t.shared) for t in plan.tensors)
-    workers, threads = (1, None) if reduces else (workers, 1)
+    threads = None if reduces else 1
     pool = BufferPool(max((s.nbytes for s in specs), default=0), count=workers + 2)
     with atomic_folder(out, replace=overwrite) as tmp:
         writer = ShardedWriter(tmp, specs, shard_bytes, {"merged_by": "mindset"})

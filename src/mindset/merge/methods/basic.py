@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mindset.merge.methods.pieces import pieces, torch_threads
+from mindset.merge.methods.pieces import pieces
 from mindset.merge.methods.registry import MergeInputs, Param, merge_method
 
 SLERP_CHUNK = 1024 * 1024  # elements per chunk of the norm and dot-product sums (mergekit's, for identical rounding)
@@ -110,9 +110,8 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
     coef_b = torch.where(linear_blend, t_col, torch.sin(t_col * theta) / sin_theta)
     usable = out is not None and out.dtype == v0.dtype and out.is_contiguous() and out.numel() == count
     result = out.reshape(1, -1) if usable else torch.empty_like(a)
-    with torch_threads(1):
-        for p in pieces(count):
-            width = p.stop - p.start
-            blend = torch.add(torch.mul(coef_a, a[:, p].to(dtype), out=scratch[0:1, :width]), torch.mul(coef_b, b[:, p].to(dtype), out=scratch[1:2, :width]), out=scratch[2:3, :width])
-            result[:, p].copy_(blend)
+    for p in pieces(count):
+        width = p.stop - p.start
+        blend = torch.add(torch.mul(coef_a, a[:, p].to(dtype), out=scratch[0:1, :width]), torch.mul(coef_b, b[:, p].to(dtype), out=scratch[1:2, :width]), out=scratch[2:3, :width])
+        result[:, p].copy_(blend)
     return result.reshape(v0.shape)

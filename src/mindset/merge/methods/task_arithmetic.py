@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mindset.merge.methods.pieces import pieces, torch_threads
+from mindset.merge.methods.pieces import pieces
 from mindset.merge.methods.registry import MergeInputs, MergeMethod, Param, register
 from mindset.merge.methods.topk import keep_top_magnitudes, top_magnitude_mask
 
@@ -79,9 +79,8 @@ def task_arithmetic_family(sparsify: str | None, elect: bool, normalize: bool, r
         usable = inputs.out is not None and inputs.out.dtype == base.dtype and inputs.out.is_contiguous()
         result = inputs.out.reshape(-1) if usable else torch.empty(base.numel(), dtype=base.dtype)
         flat_base = base.reshape(-1)
-        with torch_threads(1):
-            for p in pieces(flat_base.numel()):
-                result[p] = combine(flat_base[p], torch.stack([d[p] for d in deltas]), weights, elect, normalize, shared["lambda"], int8_mask)
+        for p in pieces(flat_base.numel()):
+            result[p] = combine(flat_base[p], torch.stack([d[p] for d in deltas]), weights, elect, normalize, shared["lambda"], int8_mask)
         return result.reshape(base.shape)
 
     params = (
