@@ -174,10 +174,10 @@ def execute_plan(
 
     Each worker merges one tensor (torch ops release the GIL) into a pooled buffer; one writer thread
     streams the results to the shards in plan order. Element-wise work gives the same bits whatever
-    the thread count, so workers run side by side with one torch thread each. Whole-tensor reductions
-    (SLERP's norms, Model Stock's angles, DARE's rescaling) round differently when torch splits them
-    across a different number of threads, so such merges keep torch's default thread count, as
-    mergekit runs them, and merge one tensor at a time.
+    the thread count, so element-wise merges run their workers with one torch thread each (small
+    pieces go fastest that way). Whole-tensor reductions (SLERP's norms, Model Stock's angles, DARE's
+    rescaling) round differently when torch splits them across a different number of threads, so
+    merges that reduce keep torch's default thread count, as mergekit runs them.
     """
     out = Path(out)
     if out.exists() and not overwrite:

@@ -5,9 +5,9 @@ slice, so a chain of them can run piece by piece: the temporaries of a 2**18-ele
 CPU cache instead of streaming every intermediate through memory, and a piece this small is merged
 fastest by one thread. Whole-tensor reductions (norms, sums over all elements) are different: their
 rounding depends on how the work is split, including across how many threads, so they stay whole and
-run with torch's default thread count, as mergekit runs them. (The thread count is process-wide: a
-method may lower it for its pieces only when no other tensor is being merged at the same time, which
-the executor guarantees for methods that reduce.)
+run with torch's default thread count, as mergekit runs them. The thread count is process-wide, so
+methods never change it; the executor runs element-wise merges with one thread, and merges that
+reduce with the default.
 """
 
 from __future__ import annotations
