@@ -95,11 +95,11 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel], doc:
     # an unknown key usually explains the rest (a misspelt required field is also "missing"): report it first
     errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
-    full = loc + tuple(first["loc"])
+    full = _drop_union_tags(loc + tuple(first["loc"]), doc)
     where = doc.where(full) if doc else "config"
     if first["type"] == "extra_forbidden":
         name = str(first["loc"][-1])
-        owner = _model_at(model, first["loc"][:-1])
+        owner = _model_at(model, full[len(loc) : -1])
         known = list(owner.model_fields) if owner else []
         hint = difflib.get_close_matches(name, known, n=1)
         message = f"unknown field {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -111,6 +111,20 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel], doc:
     return f"{where}: {format_loc(full) or 'top level'}: {message}{more}"
 
 
+def _drop_union_tags(loc: Loc, doc: YamlDocument | None) -> Loc:
+    """pydantic names the union member it tried inside a location ('config.MergeConfig.x'); the YAML
+    has no such key, so drop a part that is not in the document when the path goes on without it."""
+    if doc is None:
+        return loc
+    kept: Loc = ()
+    for i, part in enumerate(loc):
+        rest = loc[i + 1 :]
+        if isinstance(part, str) and kept + (part,) not in doc.lines and rest and kept + rest[:1] in doc.lines:
+            continue
+        kept += (part,)
+    return kept
+
+
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     """The pydantic model that describes the object at `loc`, following nested models."""
     current: Any = model
@@ -120,9 +134,16 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
         annotation = current.model_fields[part].annotation
-        args = getattr(annotation, "__args__", ()) or (annotation,)
-        current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+        current = next(_models_in(annotation), annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _models_in(annotation: Any):
+    """The pydantic models inside an annotation, through Optional, unions and containers (list[M] | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()):
+        yield from _models_in(arg)
 
 
 def format_loc(loc: Loc) -> str:

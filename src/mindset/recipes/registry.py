@@ -25,6 +25,8 @@ STEPS: dict[str, str] = {
     "export": "mindset.export.steps:export_step",
     "distill": "mindset.train.steps:distill_step",
     "ffn_to_memory": "mindset.surgery.steps:ffn_to_memory_step",
+    "merge": "mindset.merge.steps:merge_step",
+    "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",
 }
 
 
