@@ -35,7 +35,8 @@
   const live = []; // indices of live points
   let lowered = null; // lower-cased texts for search, built on first use
 
-  const colourModes = Object.keys(labels);
+  const MAX_CATEGORIES = 40; // labels with more distinct values (answers, scores, ids) are shown on hover, not as colours
+  const colourModes = Object.keys(labels).filter((name) => labels[name].values.length <= MAX_CATEGORIES);
   if (labels.task && labels.correct) colourModes.unshift('task + correct');
   const select = $('colour-by');
   for (const m of colourModes) select.add(new Option(m, m));
