@@ -14,3 +14,4 @@ def read_page_data(folder: Path) -> dict:
     prefix = "window.MINDSET_MAP = "
     assert text.startswith(prefix) and text.rstrip().endswith(";")
     return json.loads(text[len(prefix) :].rstrip().rstrip(";"))
+

@@ -36,6 +36,7 @@ def map_command(
     batch_tokens: int = typer.Option(8192, "--batch-tokens", help="padded tokens per forward pass"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="encoding cache folder (default $MINDSET_HOME/map-cache)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="encode everything again and store nothing"),
+    screenshot: bool = typer.Option(False, "--screenshot", help="save OUT/screenshot.png from headless chromium (needs selenium, chromium)"),
     serve: bool = typer.Option(False, "--serve", help="serve the page with live sampling on localhost"),
     host: str = typer.Option("127.0.0.1", "--host", help="address for --serve (loopback by default)"),
     port: int = typer.Option(8765, "--port", help="port for --serve"),
@@ -69,6 +70,10 @@ def map_command(
                       f"{summary['seconds']['total']:.0f} s: open {out / 'index.html'}", highlight=False)
         if compare:
             console.print(f"items that moved most: {out / 'compare.md'}")
+    if screenshot:
+        from mindset.map.browser import screenshot as take_screenshot
+
+        console.print(f"screenshot: {take_screenshot(out)}")
     if serve:
         _serve(loaded, out, host, port)
 

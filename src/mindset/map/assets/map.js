@@ -76,10 +76,12 @@
       const colours = [];
       task.values.forEach((t, i) => {
         const pair = PAIRS[i % PAIRS.length];
+        if (t === 'live') { names.push('live samples', ''); colours.push(LIVE, LIVE); return; }
         names.push(`${t} · right`, `${t} · wrong`);
-        colours.push(t === 'live' ? LIVE : pair[0], t === 'live' ? LIVE : pair[1]);
+        colours.push(pair[0], pair[1]);
       });
-      const codes = task.codes.map((c, p) => 2 * c + (ok.values[ok.codes[p]] === 'yes' ? 0 : 1));
+      const wrong = (p) => (ok.values[ok.codes[p]] === 'yes' || task.values[task.codes[p]] === 'live' ? 0 : 1);
+      const codes = task.codes.map((c, p) => 2 * c + wrong(p));
       return { names, colours, codes };
     }
     const col = labels[mode];
