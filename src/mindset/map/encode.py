@@ -137,7 +137,8 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
             for j in fresh:
                 unique.setdefault(keys[todo[j]], j)
             cache.add(list(unique), states[list(unique.values())])
-    done = [i for i in range(len(keys)) if i not in set(todo)]
+    computed = set(todo)
+    done = [i for i in range(len(keys)) if i not in computed]
     if done:
         out[done] = cache.get([keys[i] for i in done])
     return out, paths, len(todo)
