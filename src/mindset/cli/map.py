@@ -14,10 +14,9 @@ MAP_HELP = """Map how a model lays out prompts: each item's last-token hidden st
 
 mindset map MODEL --data capitals,arithmetic,canaries -o runs/NAME/map [--compare MODEL_B] [--serve]
 
-Data: mindset's suites (scored by mindset eval: colour by task, split, correctness), lm-eval task .yaml
-files, .jsonl files (text, or prompt + completion; other fields become labels) and .txt files (a line
-each). Open OUT/index.html from disk, or add --serve to type prompts into the page and watch the model's
-answers land on the map. With --serve and no --data, an existing map in OUT is served.
+Data: mindset's suites (scored by mindset eval: colour by task, split, correctness), lm-eval task .yaml files, .jsonl files (text, or prompt + completion; other fields become labels) and .txt files (a line each).
+
+Open OUT/index.html from disk, or add --serve to type prompts into the page and watch the model's answers land on the map. With --serve and no --data, an existing map in OUT is served.
 """
 
 
