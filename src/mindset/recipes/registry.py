@@ -27,6 +27,7 @@ STEPS: dict[str, str] = {
     "ffn_to_memory": "mindset.surgery.steps:ffn_to_memory_step",
     "merge": "mindset.merge.steps:merge_step",
     "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",
+    "map": "mindset.map.steps:map_step",
 }
 
 

@@ -1,0 +1,343 @@
+// The map page: a WebGL scatter plot (regl-scatterplot, vendored) of window.MINDSET_MAP (data.js).
+// Everything runs offline from the folder; live sampling appears only when served by `mindset map --serve`.
+(function () {
+  'use strict';
+  const $ = (id) => document.getElementById(id);
+  const D = window.MINDSET_MAP;
+  const api = (window.mindsetMap = { ready: false, errors: [] });
+  if (!D || !window.ReglScatterplot) {
+    showMessage('The map data or the plot library is missing next to index.html.');
+    return;
+  }
+
+  const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#79706e',
+    '#17becf', '#bcbd22', '#8c564b', '#e377c2', '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#7f7f7f'];
+  // pairs for "task + correct": a strong colour for right answers, its pale twin for wrong ones
+  const PAIRS = [['#1f77b4', '#aec7e8'], ['#ff7f0e', '#ffbb78'], ['#2ca02c', '#98df8a'], ['#d62728', '#ff9896'], ['#9467bd', '#c5b0d5'],
+    ['#8c564b', '#c49c94'], ['#e377c2', '#f7b6d2'], ['#7f7f7f', '#c7c7c7'], ['#bcbd22', '#dbdb8d'], ['#17becf', '#9edae5']];
+  const FIXED = {
+    correct: { yes: '#2ca02c', no: '#d62728' },
+    change: { fixed: '#2ca02c', broken: '#d62728', 'still right': '#98df8a', 'still wrong': '#ff9896' },
+  };
+  const LIVE = '#000000';
+  const NA = '#cccccc';
+
+  // ---- points: columns, growing when live samples arrive -----------------------------------------------
+  const xs = D.x.slice();
+  const ys = D.y.slice();
+  const prompt = D.prompt.slice();
+  const completion = D.completion.slice();
+  const labels = {};
+  for (const [name, col] of Object.entries(D.labels)) {
+    labels[name] = { values: col.values.slice(), counts: col.counts.slice(), codes: col.codes.slice() };
+  }
+  const paths = Object.assign({}, D.paths || {});
+  const live = []; // indices of live points
+  let lowered = null; // lower-cased texts for search, built on first use
+
+  const MAX_CATEGORIES = 40; // labels with more distinct values (answers, scores, ids) are shown on hover, not as colours
+  const colourModes = Object.keys(labels).filter((name) => labels[name].values.length <= MAX_CATEGORIES);
+  if (labels.task && labels.correct) colourModes.unshift('task + correct');
+  const select = $('colour-by');
+  for (const m of colourModes) select.add(new Option(m, m));
+  select.value = colourModes[0];
+
+  $('title').textContent = D.title;
+  const info = D.info || {};
+  $('info').textContent = `${xs.length.toLocaleString()} points · layer ${info.layer} · ${info.method} layout · encodes ${info.encode === 'prompt' ? 'prompts' : 'prompt + completion'}`;
+
+  const n0 = xs.length;
+  const pointSize = n0 <= 500 ? 7 : n0 <= 5000 ? 5 : n0 <= 50000 ? 3 : 2;
+  const canvas = $('canvas');
+  const scatterplot = window.ReglScatterplot.createScatterplot({
+    canvas,
+    width: 'auto',
+    height: 'auto',
+    pointSize,
+    pointSizeSelected: 2,
+    pointOutlineWidth: 1.5,
+    backgroundColor: '#ffffff',
+    pointColorHover: '#000000',
+    pointColorActive: '#0b6efd',
+    opacityInactiveMax: 0.5,
+    lassoColor: '#0b6efd',
+    annotationLineColor: [0, 0, 0, 0.35],
+    annotationLineWidth: 1,
+  });
+  api.scatterplot = scatterplot;
+
+  // ---- colours ------------------------------------------------------------------------------------------
+  function categories(mode) {
+    // {names, colours, codes}: codes per point into names
+    if (mode === 'task + correct') {
+      const task = labels.task;
+      const ok = labels.correct;
+      const names = [];
+      const colours = [];
+      task.values.forEach((t, i) => {
+        const pair = PAIRS[i % PAIRS.length];
+        if (t === 'live') { names.push('live samples', ''); colours.push(LIVE, LIVE); return; }
+        names.push(`${t} · right`, `${t} · wrong`);
+        colours.push(pair[0], pair[1]);
+      });
+      const wrong = (p) => (ok.values[ok.codes[p]] === 'yes' || task.values[task.codes[p]] === 'live' ? 0 : 1);
+      const codes = task.codes.map((c, p) => 2 * c + wrong(p));
+      return { names, colours, codes };
+    }
+    const col = labels[mode];
+    const fixed = FIXED[mode] || {};
+    let k = 0;
+    const colours = col.values.map((v) => (v === 'live' ? LIVE : v === 'n/a' ? NA : fixed[v] || PALETTE[k++ % PALETTE.length]));
+    return { names: col.values, colours, codes: col.codes };
+  }
+
+  function counts(codes, size) {
+    const c = new Array(size).fill(0);
+    for (const v of codes) c[v] += 1;
+    return c;
+  }
+
+  let current = null;
+  function draw() {
+    current = categories(select.value);
+    scatterplot.set({ colorBy: 'valueA', pointColor: current.colours.length ? current.colours : ['#888888'] });
+    const valueA = new Float32Array(current.codes);
+    return scatterplot.draw({ x: Float32Array.from(xs), y: Float32Array.from(ys), valueA }, { zDataType: 'categorical' }).then(() => {
+      legend();
+      annotate();
+    });
+  }
+
+  function legend() {
+    const box = $('legend');
+    box.textContent = '';
+    const c = counts(current.codes, current.names.length);
+    current.names.forEach((name, i) => {
+      if (!c[i]) return;
+      const row = document.createElement('div');
+      row.innerHTML = `<span class="swatch"></span><span class="name"></span><span class="count"></span>`;
+      row.querySelector('.swatch').style.background = current.colours[i];
+      row.querySelector('.name').textContent = name;
+      row.querySelector('.count').textContent = c[i].toLocaleString();
+      row.title = 'select these points';
+      row.onclick = () => selectPoints(current.codes.flatMap((v, p) => (v === i ? [p] : [])), `${select.value}: ${name}`);
+      box.appendChild(row);
+    });
+  }
+
+  // ---- annotations: arrows (compare), generation paths, the hovered point's path ------------------------
+  let hovered = -1;
+  function arrow(a, b) {
+    const dx = xs[b] - xs[a], dy = ys[b] - ys[a];
+    const len = Math.hypot(dx, dy);
+    if (len < 1e-6) return null;
+    const h = Math.min(0.02, len * 0.3), ux = dx / len, uy = dy / len;
+    const left = [xs[b] - h * (ux * 0.9 - uy * 0.5), ys[b] - h * (uy * 0.9 + ux * 0.5)];
+    const right = [xs[b] - h * (ux * 0.9 + uy * 0.5), ys[b] - h * (uy * 0.9 - ux * 0.5)];
+    return { vertices: [[xs[a], ys[a]], [xs[b], ys[b]], left, [xs[b], ys[b]], right], lineColor: [0.2, 0.2, 0.2, 0.35], lineWidth: 1 };
+  }
+  function pathLine(p, strong) {
+    const v = paths[p];
+    if (!v || v.length < 2) return null;
+    return { vertices: v, lineColor: strong ? [0.05, 0.3, 0.9, 0.9] : [0.3, 0.3, 0.3, 0.18], lineWidth: strong ? 2 : 1 };
+  }
+  function annotate() {
+    const items = [];
+    if (D.pairs && D.pairs.length && $('show-arrows').checked) {
+      const shown = D.pairs.length <= 3000 ? D.pairs : D.moved.slice(0, 500).map((m) => D.pairs[m.item]);
+      for (const [a, b] of shown) {
+        const ar = arrow(a, b);
+        if (ar) items.push(ar);
+      }
+    }
+    if ($('show-paths').checked) {
+      for (const p of Object.keys(paths)) {
+        const line = pathLine(p, live.includes(Number(p)));
+        if (line) items.push(line);
+      }
+    }
+    if (hovered >= 0) {
+      const line = pathLine(hovered, true);
+      if (line) items.push(line);
+    }
+    scatterplot.drawAnnotations(items);
+  }
+
+  // ---- hover, details, selection ------------------------------------------------------------------------
+  const tooltip = $('tooltip');
+  let mouse = [0, 0];
+  canvas.addEventListener('mousemove', (e) => {
+    const r = canvas.getBoundingClientRect();
+    mouse = [e.clientX - r.left, e.clientY - r.top];
+  });
+
+  function labelLine(p) {
+    return Object.entries(labels).filter(([name]) => name !== 'answer').map(([name, col]) => `${name}: ${col.values[col.codes[p]]}`).join(' · ');
+  }
+  function fill(el, p, maxPrompt, maxCompletion) {
+    el.textContent = '';
+    const pr = document.createElement('span');
+    pr.className = 'prompt';
+    const text = prompt[p];
+    pr.textContent = text.length > maxPrompt ? '…' + text.slice(-maxPrompt) : text;
+    const co = document.createElement('span');
+    co.className = 'completion';
+    co.textContent = completion[p].length > maxCompletion ? completion[p].slice(0, maxCompletion) + '…' : completion[p];
+    const lb = document.createElement('div');
+    lb.className = 'labels';
+    lb.textContent = labelLine(p) + (paths[p] ? ` · path: ${paths[p].length} steps` : '');
+    el.append(pr, co, lb);
+  }
+
+  scatterplot.subscribe('pointOver', (p) => {
+    hovered = p;
+    fill(tooltip, p, 500, 300);
+    tooltip.hidden = false;
+    const plot = $('plot').getBoundingClientRect();
+    const x = Math.min(mouse[0] + 14, plot.width - 430);
+    tooltip.style.left = `${Math.max(4, x)}px`;
+    tooltip.style.top = `${Math.min(mouse[1] + 14, plot.height - 120)}px`;
+    if (paths[p]) annotate();
+  });
+  scatterplot.subscribe('pointOut', () => {
+    const had = hovered >= 0 && paths[hovered];
+    hovered = -1;
+    tooltip.hidden = true;
+    if (had) annotate();
+  });
+
+  function showDetail(p) {
+    $('detail-box').hidden = false;
+    fill($('detail'), p, 4000, 4000);
+  }
+
+  function listPoints(points, title) {
+    $('selection-box').hidden = !points.length;
+    $('selection-title').textContent = `${title} (${points.length.toLocaleString()})`;
+    const list = $('selection');
+    list.textContent = '';
+    for (const p of points.slice(0, 200)) {
+      const li = document.createElement('li');
+      const tag = labels.task ? `[${labels.task.values[labels.task.codes[p]]}] ` : '';
+      const ok = labels.correct ? (labels.correct.values[labels.correct.codes[p]] === 'yes' ? '✓ ' : labels.correct.values[labels.correct.codes[p]] === 'no' ? '✗ ' : '') : '';
+      li.textContent = ok + tag + (prompt[p].slice(-90) + completion[p].slice(0, 40)).replace(/\s+/g, ' ');
+      li.onclick = () => { showDetail(p); scatterplot.zoomToPoints([p], { transition: true, padding: 2 }); };
+      list.appendChild(li);
+    }
+    if (points.length > 200) {
+      const li = document.createElement('li');
+      li.textContent = `… and ${(points.length - 200).toLocaleString()} more`;
+      list.appendChild(li);
+    }
+  }
+
+  let selecting = false;
+  function selectPoints(points, title) {
+    selecting = true;
+    scatterplot.select(points, { preventEvent: true });
+    selecting = false;
+    listPoints(points, title);
+  }
+  scatterplot.subscribe('select', ({ points }) => {
+    if (selecting) return;
+    if (points.length === 1) showDetail(points[0]);
+    listPoints(Array.from(points), 'Selection');
+  });
+  scatterplot.subscribe('deselect', () => { if (!selecting) listPoints([], 'Selection'); });
+
+  // ---- search -------------------------------------------------------------------------------------------
+  let timer = null;
+  $('search').addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const q = $('search').value.trim().toLowerCase();
+      if (!q) { scatterplot.deselect(); listPoints([], 'Search'); return; }
+      if (!lowered || lowered.length !== xs.length) lowered = prompt.map((t, i) => (t + completion[i]).toLowerCase());
+      const hits = [];
+      for (let i = 0; i < lowered.length; i++) if (lowered[i].includes(q)) hits.push(i);
+      selectPoints(hits, `Search “${q}”`);
+    }, 150);
+  });
+
+  // ---- controls -----------------------------------------------------------------------------------------
+  select.addEventListener('change', draw);
+  $('show-paths').addEventListener('change', annotate);
+  $('show-arrows').addEventListener('change', annotate);
+  $('reset').addEventListener('click', () => scatterplot.reset());
+  $('lasso').addEventListener('click', () => {
+    const on = scatterplot.get('mouseMode') !== 'lasso';
+    scatterplot.set({ mouseMode: on ? 'lasso' : 'panZoom' });
+    $('lasso').classList.toggle('on', on);
+  });
+
+  if (D.pairs && D.pairs.length) {
+    $('arrows-box').hidden = false;
+    $('moved-box').hidden = false;
+    for (const m of D.moved.slice(0, 20)) {
+      const li = document.createElement('li');
+      li.textContent = `${m.cosine.toFixed(3)} · ${m.change} · ${m.prompt.slice(-70).replace(/\s+/g, ' ')}`;
+      li.title = `A: ${m.completion_a}\nB: ${m.completion_b}`;
+      li.onclick = () => { const [a, b] = D.pairs[m.item]; selectPoints([a, b], m.key); scatterplot.zoomToPoints([a, b], { transition: true, padding: 1 }); };
+      $('moved').appendChild(li);
+    }
+  }
+
+  // ---- live sampling (only when served) -----------------------------------------------------------------
+  function addLabelValue(p, value) {
+    for (const col of Object.values(labels)) {
+      let code = col.values.indexOf(value);
+      if (code < 0) { col.values.push(value); col.counts.push(0); code = col.values.length - 1; }
+      col.codes[p] = code;
+      col.counts[code] += 1;
+    }
+  }
+  async function sample() {
+    const text = $('sample-prompt').value;
+    if (!text.trim()) { $('sample-status').textContent = 'type a prompt first'; return; }
+    $('sample-go').disabled = true;
+    $('sample-status').textContent = 'sampling…';
+    try {
+      const body = { prompt: text, max_new_tokens: Number($('sample-tokens').value) || 48, temperature: Number($('sample-temp').value) || 0, chat: $('sample-chat').checked };
+      const res = await fetch('api/sample', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const out = await res.json();
+      if (!res.ok) throw new Error(out.error || (out.detail && JSON.stringify(out.detail)) || res.statusText);
+      const p = xs.length;
+      xs.push(out.x); ys.push(out.y); prompt.push(out.prompt); completion.push(out.completion);
+      addLabelValue(p, 'live');
+      if (out.path && out.path.length > 1) paths[p] = out.path;
+      live.push(p);
+      api.liveCount = live.length;
+      await draw();
+      showDetail(p);
+      selectPoints([p], 'Live sample');
+      $('sample-status').textContent = `${out.tokens} tokens (${out.finish_reason}); the black point is the answer, the blue line its path`;
+    } catch (err) {
+      $('sample-status').textContent = `error: ${err.message}`;
+    } finally {
+      $('sample-go').disabled = false;
+    }
+  }
+  if (location.protocol.startsWith('http')) {
+    fetch('api/health').then((r) => (r.ok ? r.json() : null)).then((h) => {
+      if (h && h.live) { $('sample-box').hidden = false; api.live = true; }
+    }).catch(() => {});
+  }
+  $('sample-go').addEventListener('click', sample);
+
+  // ---- helpers for tests and benchmarks -----------------------------------------------------------------
+  api.count = () => xs.length;
+  api.screenPosition = (p) => scatterplot.getScreenPosition(p);
+  api.liveCount = 0;
+
+  function showMessage(text) {
+    const m = $('message');
+    m.textContent = text;
+    m.hidden = false;
+  }
+
+  draw().then(() => {
+    api.ready = true;
+    api.readyMs = performance.now();
+    document.body.dataset.ready = '1';
+  }).catch((err) => { api.errors.push(String(err)); showMessage(`The plot failed to draw: ${err}`); });
+})();
