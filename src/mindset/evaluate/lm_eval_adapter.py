@@ -20,6 +20,10 @@ from mindset.errors import MindsetError
 try:
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
+
+    # lm-eval fills its registry with its own models only while the registry is empty; registering ours
+    # first would hide "hf" and the rest, so load them now
+    import lm_eval.models  # noqa: F401
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise MindsetError("the lm-eval adapter needs lm-eval: pip install 'mindset-lab[lm-eval]'") from err
 

@@ -20,7 +20,10 @@ class BackgroundServer:
         import uvicorn
 
         self.host, self.port = host, port or free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning"))
+        # log_config=None: uvicorn's own dictConfig would close every handler the host process installed
+        # (absl's closes sys.stderr with it), and this server is a guest in someone else's process
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", log_config=None)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="mindset-server", daemon=True)
 
     @property
