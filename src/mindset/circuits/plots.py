@@ -65,7 +65,7 @@ def trace_heatmap(trace, path: str | Path) -> Path:
         ax.set_xlabel("layer" + (f" (window {trace.window}, centred)" if kind != "resid" else ""))
         ax.set_title(KIND_TITLES.get(kind, kind), fontsize=9)
         fig.colorbar(image, ax=ax, label=f"p({trace.answer!r})")
-    fig.suptitle(f"causal trace: {trace.prompt!r} → {trace.answer!r}  (clean p={trace.p_clean:.3f}, corrupted p={trace.p_corrupted:.3f})", fontsize=9)
+    fig.suptitle(f"causal trace: {trace.prompt!r} → {trace.answer!r}  (clean p={trace.p_clean:.3f}, corrupted p={trace.p_corrupted:.3f})", fontsize=9, y=1.02)
     return _save(fig, path)
 
 

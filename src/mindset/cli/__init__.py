@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train")
+COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "circuits")
 
 
 def _version(value: bool) -> None:

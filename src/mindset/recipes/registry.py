@@ -24,6 +24,7 @@ STEPS: dict[str, str] = {
     "generate": "mindset.chat.steps:generate_step",
     "export": "mindset.export.steps:export_step",
     "distill": "mindset.train.steps:distill_step",
+    "circuits": "mindset.circuits.steps:circuits_step",
 }
 
 
