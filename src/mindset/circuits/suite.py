@@ -123,7 +123,10 @@ def score_suite(loaded_or_model, suite: Suite, tokenizer=None) -> SuiteScore:
     """Score every document with the current model (and whatever hooks are on it)."""
     from mindset.evaluate.loglikelihood import model_max_length, score_tokens
 
-    model = getattr(loaded_or_model, "model", loaded_or_model)
+    import torch
+
+    is_module = isinstance(loaded_or_model, torch.nn.Module)  # an HF model has a .model too: its body
+    model = loaded_or_model if is_module else loaded_or_model.model
     tokenizer = tokenizer or loaded_or_model.tokenizer
     was_training = model.training
     model.eval()

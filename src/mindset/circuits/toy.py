@@ -157,3 +157,41 @@ def train_on_text(loaded, text: str, steps: int, lr: float, seq_len: int = 32, b
         loss.backward()
         optimizer.step()
     model.eval()
+
+
+# --- the protection demonstration ---------------------------------------------------------------------
+
+def destructive_finetune_demo(folder, *, steps: int = 60, lr: float = 1e-2, check_every: int = 5, max_drop: float = 0.1,
+                              threshold: float = 0.5, seed: int = 0) -> dict:
+    """tiny-llama learns the letter map (the canary), then is fine-tuned at a high learning rate on random
+    letters (which contradict the map), twice from the same weights: unprotected (the monitor only watches)
+    and protected (importance-mapped components at ×0.1, rollbacks). Returns both runs' canary histories."""
+    import copy
+    import warnings
+    from pathlib import Path
+
+    from mindset.circuits.importance import importance
+    from mindset.circuits.protect import Protection, ProtectionConfig
+    from mindset.models import load
+    from mindset.train import DistillConfig, distill
+
+    folder = Path(folder)
+    loaded = load("tiny-llama", device="cpu", dtype="float32")
+    mapping = letter_map(seed)
+    suite = letter_map_suite(mapping)
+    train_on_text(loaded, letter_map_text(mapping), steps=300, lr=3e-3, seed=seed)
+    rnd = random.Random(seed)
+    noise = folder / "random_letters.txt"
+    noise.parent.mkdir(parents=True, exist_ok=True)
+    noise.write_text("".join(rnd.choice(LETTERS + " =") for _ in range(40000)))
+    config = dict(steps=steps, batch_size=8, seq_len=32, lr=lr, alpha=0, beta=1, warmup_steps=0, min_lr_ratio=1.0,
+                  data=str(noise), checkpoint_every=10**6, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maps = [importance(loaded, suite, "mlp"), importance(loaded, suite, "attn")]
+        watch = Protection(ProtectionConfig(check_every=check_every, max_drop=max_drop, rollback=False), canaries=[suite])
+        distill(copy.deepcopy(loaded), None, DistillConfig(name="unprotected", **config), runs_dir=folder, progress=False, protection=watch)
+        guard = Protection(ProtectionConfig(threshold=threshold, check_every=check_every, max_drop=max_drop), importances=maps, canaries=[suite])
+        distill(copy.deepcopy(loaded), None, DistillConfig(name="protected", **config), runs_dir=folder, progress=False, protection=guard)
+    return {"suite": suite.name, "max_drop": max_drop, "protected_components": guard.protected,
+            "unprotected": watch.history, "protected": guard.history, "rollbacks": guard.events}
