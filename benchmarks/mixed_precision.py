@@ -3,10 +3,11 @@ critical ones) keeps SmolLM2's perplexity closer to fp32 than uniform int8, for 
 
     python benchmarks/mixed_precision.py [--critical 0.2] [--docs 16] [--ppl-tokens 1024] [--tokens 256] [--reps 5]
 
-Variants, all in one process on the same inputs: fp32; uniform int8 (torch dynamic quantization, per-channel
-int8 weights, of every attention and MLP Linear); role-aware (the top --critical fraction of the 60 blocks
-by attribution on the canaries' and the train text's losses stay fp32); and a control with the same number
-of fp32 blocks chosen at random (seeded). Embedding and tied head stay fp32 everywhere. Size: weight bytes
+Variants, all in one process on the same inputs: fp32; for each int8 mode (weight-only: mindset's
+Int8Linear, per-row scales, float matmul; dynamic: torch's quantize_dynamic, int8 activations and matmul):
+uniform int8 of every attention and MLP Linear, role-aware (the top --critical fraction of the 60 blocks by
+attribution on the canaries' and the train text's losses stay fp32), and a control with the same number of
+fp32 blocks chosen at random (seeded). Embedding and tied head stay fp32 everywhere. Size: weight bytes
 as stored. Latency: one forward pass over --tokens tokens, median of --reps, on the CPU. Perplexity: the
 first --ppl-tokens of the valid split. Canary accuracy on capitals and ordering (--docs documents each,
 not the ones attribution read).
@@ -40,7 +41,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     os.environ["TQDM_DISABLE"] = "1"
+    import warnings
+
     import transformers
+
+    warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")  # torch's notice that torch.ao is deprecated
 
     transformers.utils.logging.set_verbosity_error()
     from mindset.circuits import score_suite
@@ -65,14 +70,14 @@ def main() -> None:
 
     critical = critical_blocks(attribution_scores(loaded, attr, attr_ids), args.critical)
     control = random.Random(0).sample(block_names(loaded.model), len(critical))
-    variants = {
-        "fp32": loaded,
-        "uniform int8": quantize_blocks(loaded),
-        f"role-aware ({len(critical)} critical blocks fp32)": quantize_blocks(loaded, critical),
-        f"random {len(control)} blocks fp32 (control)": quantize_blocks(loaded, control),
-    }
+    variants = {"fp32": lambda: loaded}
+    for mode in ("weight-only", "dynamic"):
+        variants[f"{mode}: uniform int8"] = lambda mode=mode: quantize_blocks(loaded, mode=mode)
+        variants[f"{mode}: role-aware, {len(critical)} critical blocks fp32"] = lambda mode=mode: quantize_blocks(loaded, critical, mode=mode)
+        variants[f"{mode}: {len(control)} random blocks fp32 (control)"] = lambda mode=mode: quantize_blocks(loaded, control, mode=mode)
     results = {}
-    for name, variant in variants.items():
+    for name, build in variants.items():
+        variant = build()
         model = variant.model.eval()
         with torch.inference_mode():
             model(input_ids=timing_ids)  # warm-up
@@ -87,6 +92,7 @@ def main() -> None:
             **{s.name: score_suite(variant, s).accuracy for s in scored},
         }
         print(name, results[name], flush=True)
+        del variant, model
     base = results["fp32"]
     headers = ["variant", "weights MB", "size × fp32", "forward ms", "speed × fp32", "valid ppl", "ppl × fp32", *TASKS]
     rows = [

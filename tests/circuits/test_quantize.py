@@ -9,10 +9,11 @@ from mindset.circuits.quantize import block_names, critical_blocks, quantize_blo
 from mindset.errors import MindsetError
 
 
-def test_critical_blocks_stay_fp32(tiny_llama):
+@pytest.mark.parametrize("mode", ["weight-only", "dynamic"])
+def test_critical_blocks_stay_fp32(tiny_llama, mode):
     fp32 = weight_bytes(tiny_llama.model)
-    uniform = quantize_blocks(tiny_llama)
-    role = quantize_blocks(tiny_llama, ["L0.mlp"])
+    uniform = quantize_blocks(tiny_llama, mode=mode)
+    role = quantize_blocks(tiny_llama, ["L0.mlp"], mode=mode)
     assert weight_bytes(uniform.model) < weight_bytes(role.model) < fp32
     kept = role.model.model.layers[0].mlp
     assert all(type(m) is nn.Linear for m in (kept.gate_proj, kept.up_proj, kept.down_proj))
@@ -32,3 +33,16 @@ def test_choosing_critical_blocks(tiny_llama):
     assert critical_blocks(scores, 0.0) == []
     with pytest.raises(MindsetError, match="not a block"):
         quantize_blocks(tiny_llama, ["L5.mlp"])
+
+
+def test_weight_only_int8_is_the_rounded_weight():
+    from mindset.circuits.quantize import Int8Linear
+
+    linear = nn.Linear(32, 8)
+    q = Int8Linear(linear)
+    x = torch.randn(3, 32)
+    scale = linear.weight.abs().amax(1) / 127
+    expected = x @ (torch.round(linear.weight / scale[:, None]) * scale[:, None]).T + linear.bias
+    torch.testing.assert_close(q(x), expected.detach())
+    assert (q(x) - linear(x)).abs().max() < 0.02
+    assert q.weight_int8.dtype == torch.int8
