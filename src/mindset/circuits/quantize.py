@@ -78,7 +78,11 @@ def quantize_blocks(loaded, critical: Sequence[str] = (), mode: str = "weight-on
     }
     model = copy.deepcopy(loaded.model)
     if mode == "dynamic":
-        model = quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*")  # torch.ao's deprecation notice
+            model = quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8)
     else:
         for name in targets:
             parent, _, child = name.rpartition(".")
