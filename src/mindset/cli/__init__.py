@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "surgery", "memory", "merge", "map")
+COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "surgery", "memory", "merge", "map", "circuits")
 
 
 def _version(value: bool) -> None:

@@ -28,6 +28,7 @@ STEPS: dict[str, str] = {
     "merge": "mindset.merge.steps:merge_step",
     "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",
     "map": "mindset.map.steps:map_step",
+    "circuits": "mindset.circuits.steps:circuits_step",
 }
 
 

@@ -104,11 +104,15 @@ def distill(
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    protection: Any = None,
 ) -> DistillResult:
     """Distill `teacher` (a LoadedModel) into `student` (a LoadedModel, trained in place).
 
     Writes runs/<name>/: tb/ (TensorBoard), checkpoints/ (safetensors + JSON), student/ (the final model,
     loadable with mindset.models.load) and distill.json (counts and final metrics).
+    teacher=None is a plain fine-tune on the data (only with alpha = gamma = 0).
+    protection: a mindset.circuits.Protection (protected components train slower, canaries are watched and
+    failures rolled back); its checks and rollbacks also go to protection.json.
     """
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
@@ -119,7 +123,11 @@ def distill(
     from mindset.train.module import DistillModule
 
     config = config or DistillConfig()
-    check_compatible(student, teacher)
+    if teacher is None:
+        if config.alpha or config.gamma:
+            raise MindsetError("without a teacher only the data's cross-entropy can train the model; set alpha and gamma to 0")
+    else:
+        check_compatible(student, teacher)
     check_memory(student, config)
     run_dir = Path(runs_dir) / config.name
     checkpoints = run_dir / "checkpoints"
@@ -142,7 +150,9 @@ def distill(
     precision = config.precision if config.precision != "auto" else ("bf16-mixed" if student.device.type == "cuda" else "32")
     if config.compile:
         student.model.forward = torch.compile(student.model.forward)
-    module = DistillModule(student.model.train(), teacher.model, config, trainable)
+    if protection is not None:
+        protection.setup(student.model, student.tokenizer, trainable, config.lr)
+    module = DistillModule(student.model.train(), teacher.model if teacher is not None else None, config, trainable, protection)
     saver = ModelCheckpoint(
         dirpath=checkpoints,
         filename="step={step:06d}",
@@ -153,6 +163,8 @@ def distill(
         mode="max",
     )
     extra = [RichProgressBar(leave=True)] if progress else []
+    if protection is not None:
+        extra.append(protection.callback())
     if config.valid_every:
         extra.append(ValidPerplexity(student.tokenizer, config.valid_every, config.valid_tokens, config.seq_len))
     trainer = L.Trainer(
@@ -191,4 +203,7 @@ def distill(
         {"config": config.model_dump(), "steps": result.steps, "trainable_params": n_trainable, "total_params": total,
          "seconds": seconds, "tokens_seen": module.tokens_seen, "resumed_from_step": start_step, "metrics": metrics},
     )
+    if protection is not None:
+        atomic_write_json(run_dir / "protection.json", {"protected": protection.protected, "scales": protection.scales,
+                                                        "history": protection.history, "events": protection.events})
     return result

@@ -28,12 +28,13 @@ def frozen_checksum(model: torch.nn.Module, trainable: set[str]) -> float:
 
 
 class DistillModule(L.LightningModule):
-    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, config, trainable: set[str]):
+    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module | None, config, trainable: set[str], protection=None):
         super().__init__()
         self.student = student
         self._teacher = [teacher]  # a list hides it from Lightning: never saved, never optimized, never moved by it
         self.config = config
         self.trainable = trainable
+        self.protection = protection  # mindset.circuits.Protection: LR per component, L2 pull
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self.bad_steps = 0
         self.tokens_seen = 0
@@ -45,7 +46,8 @@ class DistillModule(L.LightningModule):
         return self._teacher[0]
 
     def on_fit_start(self) -> None:
-        self.teacher.to(self.device).eval().requires_grad_(False)
+        if self.teacher is not None:
+            self.teacher.to(self.device).eval().requires_grad_(False)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self._batch_started = time.perf_counter()
@@ -54,9 +56,13 @@ class DistillModule(L.LightningModule):
         ids = batch.to(self.device)
         wants_hidden = bool(self.config.gamma)
         with torch.no_grad():
-            teacher_out = self.teacher(input_ids=ids, output_hidden_states=wants_hidden)
+            teacher_out = self.teacher(input_ids=ids, output_hidden_states=wants_hidden) if self.teacher is not None else None
         student_out = self.student(input_ids=ids, output_hidden_states=wants_hidden)
         loss, parts = distill_loss(student_out, teacher_out, ids, self.config)
+        pull = self.protection.penalty() if self.protection is not None else None
+        if pull is not None:
+            parts["l2_pull"] = pull
+            loss = loss + pull
         if not torch.isfinite(loss):
             return self._skip(loss)
         self.bad_steps = 0
@@ -84,7 +90,10 @@ class DistillModule(L.LightningModule):
             self.log("train/grad_norm", torch.stack(grads).norm())
 
     def configure_optimizers(self):
-        params = [p for n, p in self.student.named_parameters() if n in self.trainable]
+        if self.protection is not None:
+            params = self.protection.param_groups()  # one group per component, each with its LR scale
+        else:
+            params = [p for n, p in self.student.named_parameters() if n in self.trainable]
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         c = self.config
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, c.warmup_steps, c.steps, c.min_lr_ratio))

@@ -1,0 +1,225 @@
+"""Structured pruning that really removes heads and FFN neurons, chosen by importance or by weight magnitude.
+
+Scores:
+- `attribution_scores`: the first-order estimate of what zero-ablating each head and each FFN neuron does
+  to a loss (attribution patching: |Σ_tokens activation · ∂loss/∂activation|), in one forward and backward
+  pass per document: the canary suites' correct-answer log-probs plus next-token loss on a text. Ablating
+  270 heads and 46,080 neurons one by one is out of reach on a CPU; this is the standard fast stand-in.
+- `magnitude_scores`: the baseline, the squared weight norm of each head's (each neuron's) rows and columns.
+
+Shapes: the pruned model must stay a plain HF model that saves and loads anywhere, and an HF config has one
+`num_attention_heads` and one `intermediate_size` for all layers. So every layer loses the same number of
+heads and neurons; which ones, per layer, is what the scores decide. Heads (Llama-style q/k/v/o only):
+with grouped-query attention, each key/value group loses the same number of query heads, so queries still
+map to their own kv head; kv heads are kept (k_proj and v_proj are unchanged) and `head_dim` is written to
+the config explicitly. GPT-2's fused c_attn is not head-pruned (its FFN is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from mindset.circuits.components import blocks
+from mindset.circuits.suite import Suite
+from mindset.errors import MindsetError
+
+MLP_OUT_NAMES = ("down_proj", "c_proj", "fc2", "dense_4h_to_h")
+
+
+@dataclass
+class Scores:
+    heads: list[torch.Tensor]  # per layer (n_heads,)
+    neurons: list[torch.Tensor]  # per layer (d_ff,)
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    return type(module).__name__ == "Conv1D"  # GPT-2: weight (in, out)
+
+
+def mlp_projections(mlp: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    """(input projections, output projection) of an MLP: the output one reads the neurons."""
+    out = next((getattr(mlp, n) for n in MLP_OUT_NAMES if isinstance(getattr(mlp, n, None), nn.Module)), None)
+    if out is None:
+        raise MindsetError(f"the MLP {type(mlp).__name__} has no output projection named {', '.join(MLP_OUT_NAMES)}")
+    inputs = [m for m in mlp.children() if m is not out and (isinstance(m, nn.Linear) or _is_conv1d(m))]
+    return inputs, out
+
+
+def _config(model):
+    return getattr(model.config, "text_config", None) or model.config
+
+
+# --- scores --------------------------------------------------------------------------------------------
+
+def attribution_scores(loaded, suites: Sequence[Suite] = (), text_ids: Sequence[int] | None = None, *, window: int = 512,
+                       text_weight: float = 0.5) -> Scores:
+    """|Σ activation · gradient| per head and neuron, for the suites' correct answers and a text's next tokens.
+    Each source's scores are normalised to sum 1 per kind before mixing (text: `text_weight`)."""
+    from mindset.evaluate.loglikelihood import model_max_length
+
+    model, tok = loaded.model, loaded.tokenizer
+    all_blocks = blocks(model)
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+    totals = {src: Scores([torch.zeros(b.n_heads) for b in all_blocks], [torch.zeros(mlp_projections(b.mlp)[1].weight.shape[0 if _is_conv1d(mlp_projections(b.mlp)[1]) else 1]) for b in all_blocks]) for src in ("suite", "text")}
+
+    def keep(kind, i):
+        def hook(module, args):
+            x = args[0]
+            if x.requires_grad:
+                x.retain_grad()
+                captured[(kind, i)] = x
+        return hook
+
+    handles = [b.out_proj.register_forward_pre_hook(keep("heads", b.index)) for b in all_blocks]
+    handles += [mlp_projections(b.mlp)[1].register_forward_pre_hook(keep("neurons", b.index)) for b in all_blocks]
+    was_training = model.training
+    model.eval()
+    device = loaded.device
+
+    def accumulate(loss: torch.Tensor, into: Scores) -> None:
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        for (kind, i), x in captured.items():
+            contribution = (x * x.grad).sum(dim=tuple(range(x.dim() - 1)))  # (features,)
+            if kind == "heads":
+                into.heads[i] += contribution.view(all_blocks[i].n_heads, -1).sum(-1).abs().detach().cpu()
+            else:
+                into.neurons[i] += contribution.abs().detach().cpu()
+        captured.clear()
+
+    try:
+        with torch.enable_grad():
+            limit = model_max_length(model, tok)
+            for suite in suites:
+                pairs = suite.encoded(tok)
+                i = 0
+                for item in suite.items:
+                    ctx, cont = pairs[i + item.gold[0]]
+                    i += len(item.choices)
+                    ids = (ctx + cont)[-limit:]
+                    x = torch.tensor([ids], device=device)
+                    logp = torch.log_softmax(model(input_ids=x).logits[0, -len(cont) - 1 : -1].float(), -1)
+                    accumulate(-logp.gather(1, torch.tensor(cont, device=device)[:, None]).sum(), totals["suite"])
+            if text_ids:
+                for start in range(0, max(1, len(text_ids) - 1), window):
+                    chunk = torch.tensor([list(text_ids[start : start + window])], device=device)
+                    if chunk.shape[1] > 1:
+                        accumulate(model(input_ids=chunk, labels=chunk).loss * chunk.shape[1], totals["text"])
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    weights = {"suite": (1 - text_weight) if text_ids else 1.0, "text": text_weight if suites else 1.0}
+    mixed = Scores([torch.zeros_like(h) for h in totals["suite"].heads], [torch.zeros_like(n) for n in totals["suite"].neurons])
+    for src, scores in totals.items():
+        head_sum = sum(float(h.sum()) for h in scores.heads) or 1.0
+        neuron_sum = sum(float(n.sum()) for n in scores.neurons) or 1.0
+        for i in range(len(all_blocks)):
+            mixed.heads[i] += weights[src] * scores.heads[i] / head_sum
+            mixed.neurons[i] += weights[src] * scores.neurons[i] / neuron_sum
+    return mixed
+
+
+def _rows(module: nn.Module, index: torch.Tensor | slice) -> torch.Tensor:
+    """A projection's weights for the given output features, as (features, in)."""
+    w = module.weight
+    return w[:, index].T if _is_conv1d(module) else w[index]
+
+
+def magnitude_scores(model) -> Scores:
+    """Squared weight norms: a head's q rows and o columns; a neuron's input-projection rows and output column."""
+    heads, neurons = [], []
+    with torch.no_grad():
+        for b in blocks(model):
+            d = b.head_dim
+            q = getattr(b.attn, "q_proj", None)
+            o_cols = (b.out_proj.weight.T if not _is_conv1d(b.out_proj) else b.out_proj.weight).float()  # (in, hidden)
+            per_head = o_cols.view(b.n_heads, d, -1).pow(2).sum((1, 2))
+            if q is not None:
+                per_head = per_head + q.weight.float().view(b.n_heads, d, -1).pow(2).sum((1, 2))
+            heads.append(per_head.cpu())
+            inputs, out = mlp_projections(b.mlp)
+            score = sum(_rows(m, slice(None)).float().pow(2).sum(1) for m in inputs)
+            out_cols = out.weight.float() if _is_conv1d(out) else out.weight.float().T  # (d_ff, hidden)
+            neurons.append((score + out_cols.pow(2).sum(1)).cpu())
+    return Scores(heads, neurons)
+
+
+# --- surgery -------------------------------------------------------------------------------------------
+
+def _keep_out_features(module: nn.Module, keep: torch.Tensor) -> None:
+    with torch.no_grad():
+        if _is_conv1d(module):
+            module.weight = nn.Parameter(module.weight[:, keep].clone())
+            module.nf = len(keep)
+        else:
+            module.weight = nn.Parameter(module.weight[keep].clone())
+            module.out_features = len(keep)
+        if getattr(module, "bias", None) is not None:
+            module.bias = nn.Parameter(module.bias[keep].clone())
+
+
+def _keep_in_features(module: nn.Module, keep: torch.Tensor) -> None:
+    with torch.no_grad():
+        if _is_conv1d(module):
+            module.weight = nn.Parameter(module.weight[keep].clone())
+        else:
+            module.weight = nn.Parameter(module.weight[:, keep].clone())
+            module.in_features = len(keep)
+
+
+def prune(loaded, scores: Scores, *, head_fraction: float = 0.0, neuron_fraction: float = 0.0):
+    """Remove the lowest-scoring heads and FFN neurons, the same number in every layer (see the module
+    docstring); returns the same LoadedModel, smaller, with its config updated so it saves and loads."""
+    if not (0 <= head_fraction < 1 and 0 <= neuron_fraction < 1):
+        raise MindsetError("head_fraction and neuron_fraction must be in [0, 1)")
+    model = loaded.model
+    config = _config(model)
+    all_blocks = blocks(model)
+    if neuron_fraction:
+        d_ff = scores.neurons[0].numel()
+        n_keep = d_ff - round(neuron_fraction * d_ff)
+        for b, s in zip(all_blocks, scores.neurons):
+            keep = torch.sort(torch.topk(s, n_keep).indices).values.to(loaded.device)
+            inputs, out = mlp_projections(b.mlp)
+            for m in inputs:
+                _keep_out_features(m, keep)
+            _keep_in_features(out, keep)
+        for name in ("intermediate_size", "n_inner"):
+            if hasattr(config, name):
+                setattr(config, name, n_keep)
+    if head_fraction:
+        _prune_heads(model, config, all_blocks, scores.heads, head_fraction, loaded.device)
+    return loaded
+
+
+def _prune_heads(model, config, all_blocks, head_scores, fraction: float, device) -> None:
+    b0 = all_blocks[0]
+    if not all(hasattr(b0.attn, n) for n in ("q_proj", "k_proj", "v_proj")):
+        raise MindsetError(f"head pruning needs separate q/k/v projections; {type(b0.attn).__name__} fuses them (prune FFN neurons only)")
+    n_heads = b0.n_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    per_group = n_heads // n_kv
+    remove = round(fraction * per_group)
+    if remove == 0:
+        raise MindsetError(f"a head fraction of {fraction:g} removes no head: each of the {n_kv} key/value groups has {per_group} query heads, so fractions come in steps of 1/{per_group}")
+    keep_per_group = per_group - remove
+    d = b0.head_dim
+    for b, s in zip(all_blocks, head_scores):
+        kept_heads = []
+        for g in range(n_kv):  # repeat_kv: query heads g*per_group ... read kv head g
+            group = torch.arange(g * per_group, (g + 1) * per_group)
+            kept_heads += sorted(group[torch.topk(s[group], keep_per_group).indices].tolist())
+        cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in kept_heads]).to(device)
+        _keep_out_features(b.attn.q_proj, cols)
+        _keep_in_features(b.out_proj, cols)
+        b.attn.num_key_value_groups = keep_per_group
+        if hasattr(b.attn, "num_heads"):
+            b.attn.num_heads = len(kept_heads)
+    config.head_dim = d
+    config.num_attention_heads = n_kv * keep_per_group

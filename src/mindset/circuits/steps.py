@@ -1,0 +1,65 @@
+"""Recipe step `circuits`: an importance map of the current model (and optionally a causal trace), into the report."""
+
+from __future__ import annotations
+
+import warnings
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mindset.recipes.context import RunContext
+
+
+class TraceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(..., min_length=1)
+    subject: str = Field(..., min_length=1, description="the part of the prompt to corrupt")
+    answer: str = Field(..., min_length=1, description="the expected continuation (its first token is traced)")
+    samples: int = Field(10, ge=1)
+    window: int = Field(10, ge=1)
+
+
+class CircuitsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = Field("modus_ponens", description="a shipped task name or an lm-eval task .yaml")
+    granularity: str = Field("head", pattern="^(head|attn|mlp|layer)$")
+    method: str = Field("zero", pattern="^(zero|mean|resample)$")
+    components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
+    limit: int = Field(20, ge=1, description="documents of the suite")
+    top: int = Field(15, ge=1, description="rows in the report's table")
+    seed: int = 0
+    trace: TraceParams | None = Field(None, description="also run a causal trace")
+
+
+def circuits_step(ctx: RunContext, params: CircuitsParams) -> dict:
+    from mindset.circuits import ChanceWarning, importance
+
+    loaded = ctx.loaded
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ChanceWarning)
+        result = importance(loaded, params.suite, params.granularity, params.method, components=params.components,
+                            limit=params.limit, seed=params.seed, progress=ctx.progress)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ChanceWarning)]
+    for note in notes:
+        ctx.console.print(f"warning: {note}")
+    folder = ctx.run_dir / "circuits"
+    name = f"{result.suite}-{result.granularity}-{result.method}"
+    paths = result.save(folder / name)
+    headers, rows = result.table(params.top)
+    body = result.summary() + "\n\n" + "".join(f"**Warning:** {n}\n\n" for n in notes) + f"![importance heatmap](circuits/{name}/importance.png)"
+    ctx.add_section(f"Circuits: {result.suite}, {result.method} ablation by {result.granularity}", body)
+    ctx.add_table(f"Most important components for {result.suite}", headers, rows)
+    metrics = {
+        "suite": result.suite, "baseline_accuracy": result.baseline_accuracy, "at_chance": result.at_chance,
+        "top": [[s.name, s.drop_logprob] for s in result.ranked()[: params.top]], "map": str(paths["json"]),
+    }
+    if params.trace is not None:
+        from mindset.circuits.trace import causal_trace
+
+        t = params.trace
+        trace = causal_trace(loaded, t.prompt, t.subject, t.answer, samples=t.samples, window=t.window, seed=params.seed)
+        trace.save(folder / "trace")
+        ctx.add_section(f"Causal trace: {t.prompt!r} → {t.answer!r}", trace.describe().replace("\n", "\n\n") + "\n\n![causal trace](circuits/trace/trace.png)")
+        metrics["trace"] = {"p_clean": trace.p_clean, "p_corrupted": trace.p_corrupted}
+    return metrics
