@@ -1,4 +1,3 @@
-import torch
 
 from mindset.models import load
 from mindset.surgery import memory_layers

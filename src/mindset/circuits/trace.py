@@ -169,9 +169,9 @@ def causal_trace(
             for layer in range(n_layers):
                 chosen = [layer] if kind == "resid" else list(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
 
-                def restore(mod, args, out, i=None):
+                def restore(mod, args, out, i=None, states=clean[kind]):
                     value = _first(out).clone()
-                    value[rows, position] = clean[kind][i][position].to(value.dtype)
+                    value[rows, position] = states[i][position].to(value.dtype)
                     return _with_first(out, value)
 
                 hooks = [modules[kind][i].register_forward_hook(lambda mod, a, out, i=i: restore(mod, a, out, i)) for i in chosen]

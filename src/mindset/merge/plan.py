@@ -19,7 +19,7 @@ from mindset.configfile import format_loc
 from mindset.errors import MindsetError
 from mindset.merge.config import LoadedConfig, Parameters
 from mindset.merge.methods import MergeMethod, get_method
-from mindset.merge.parameters import MISSING, check_setting, resolve
+from mindset.merge.parameters import check_setting
 from mindset.merge.sources import SourceModel, read_source, resolve_folder
 from mindset.merge.tokenizer import Vocabulary, build_vocabulary, choose_chat_template, load_tokenizer
 

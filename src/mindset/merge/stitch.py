@@ -76,7 +76,7 @@ class _TensorAdder:
                 raise self.fail(piece.loc, f"{method.name} needs {param.name!r} (tensor {out_name}); set it in the slice's or the top-level parameters")
             shared[param.name] = value
         base = next((i for i, s in enumerate(piece.sources) if s.model == piece.base), None) if method.base == "required" else None
-        for position, (tensor_input, source) in enumerate(zip(inputs, piece.sources)):
+        for tensor_input, source in zip(inputs, piece.sources):
             for param in method.per_input:
                 if param.scope == "non_base" and source.model == piece.base:
                     continue

@@ -152,7 +152,7 @@ def remap_rows(vocab: Vocabulary, tensors: dict[int, torch.Tensor], axis: int, b
         result[m] = table
     if any(row is None for row in stand_in.values()) or vocab.rows > vocab.size:
         # tokens no model has, and padding rows: the mean of the real rows (never zero, never NaN)
-        for m, table in result.items():
+        for table in result.values():
             mean = torch.mean(table[: vocab.size], dim=0)
             for token_id, row in stand_in.items():
                 if row is None:

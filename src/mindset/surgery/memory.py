@@ -62,7 +62,7 @@ def ffn_to_memory(
                 "gated block (gate_proj, up_proj, down_proj) or GPT-2's (c_fc, c_proj)"
             )
     hf = working_copy(hf, inplace)
-    for index, module_path in paths.items():
+    for module_path in paths.values():
         block = get_module(hf, module_path)
         if kind == "featural":
             new = FeaturalMemory(block, k, score=score, path=path)
