@@ -55,6 +55,12 @@ def unit_of(param_name: str, prefixes: dict[str, str]) -> str:
     return REST
 
 
+def component_units(comp) -> list[str]:
+    """The optimizer units a component's weights live in (a Component or an importance map's score)."""
+    return {"head": [f"L{comp.layer}.attn"], "attn": [f"L{comp.layer}.attn"], "mlp": [f"L{comp.layer}.mlp"],
+            "layer": [f"L{comp.layer}.attn", f"L{comp.layer}.mlp"]}[comp.kind]
+
+
 @dataclass
 class Protection:
     """What to protect and how; `setup` binds it to a model, `callback()` gives the canary monitor."""
@@ -67,6 +73,7 @@ class Protection:
     protected: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # one entry per canary check
     events: list[dict] = field(default_factory=list)  # rollbacks
+    notes: list[str] = field(default_factory=list)  # warnings from building it (a suite at chance), for the report
 
     def setup(self, model, tokenizer, trainable: set[str], lr: float) -> None:
         """Resolve protected components to units; refuse protection over parameters that do not train."""
@@ -81,9 +88,7 @@ class Protection:
             wanted += [s.name for s in result.scores if s.drop_logprob >= self.config.threshold]
         units: list[str] = []
         for name in dict.fromkeys(wanted):
-            comp = parse_component(model, name)
-            units += {"head": [f"L{comp.layer}.attn"], "attn": [comp.name], "mlp": [comp.name],
-                      "layer": [f"L{comp.layer}.attn", f"L{comp.layer}.mlp"]}[comp.kind]
+            units += component_units(parse_component(model, name))
         self.protected = list(dict.fromkeys(units))
         self.params: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
         for pname, param in model.named_parameters():
