@@ -49,10 +49,12 @@ def test_a_recipe_writes_config_metrics_and_report(tmp_path):
 
 
 def test_repeated_steps_get_distinct_keys(tmp_path):
-    recipe = write(tmp_path, "model: tiny-gpt2\nsteps:\n  - ppl: {max_tokens: 50}\n  - ppl: {max_tokens: 60, split: train}\n")
+    recipe = write(tmp_path, "model: tiny-gpt2\nsteps:\n  - ppl: {max_tokens: 50}\n  - ppl: {max_tokens: 60, split: train, label: on train}\n")
     metrics = run_recipe(recipe, runs_dir=tmp_path / "runs", progress=False).metrics
     assert metrics["ppl"]["tokens"] == 49 and metrics["ppl_2"]["tokens"] == 59
-    assert (tmp_path / "runs" / "recipe" / "report.md").exists()  # named after the file when no name is given
+    assert metrics["ppl_2"]["label"] == "on train" and "label" not in metrics["ppl"]
+    report = (tmp_path / "runs" / "recipe" / "report.md").read_text()  # named after the file when no name is given
+    assert "## Perplexity on austen/valid" in report and "## Perplexity on train" in report
 
 
 def test_every_registered_step_resolves_with_a_params_model():

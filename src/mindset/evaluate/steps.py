@@ -21,6 +21,7 @@ class PplParams(BaseModel):
     stride: int | None = Field(None, ge=1, description="tokens between window starts (default: half the window)")
     batch_size: int = Field(1, ge=1)
     max_tokens: int | None = Field(None, ge=2, description="score only the first N tokens")
+    label: str | None = Field(None, description="what this measurement is, for the report (e.g. 'after surgery')")
 
 
 def read_text(params: PplParams) -> tuple[str, str]:
@@ -53,8 +54,8 @@ def ppl_step(ctx: RunContext, params: PplParams) -> dict:
         f"window {result.context}, stride {result.stride}, {result.windows} windows)"
     )
     ctx.console.print(line.replace("**", "").replace("`", ""))
-    ctx.add_section(f"Perplexity on {source}", line)
-    return {**result.as_dict(), "text": source}
+    ctx.add_section(f"Perplexity {params.label}" if params.label else f"Perplexity on {source}", line)
+    return {**result.as_dict(), "text": source, **({"label": params.label} if params.label else {})}
 
 
 class EvalParams(BaseModel):
