@@ -7,12 +7,19 @@ budget), measures aggregate tokens/s and median time to first token, against the
 requests answered one after another by `model.generate` in this process with no HTTP at all.
 The server decodes one token per request per turn (round-robin, batch 1): concurrency buys fairness,
 not throughput. Its decode steps use mindset's CPU matrix-vector path, which plain generate does not.
+
+The server runs as `mindset serve` in its own process, as it is deployed. (Inside this process its decode
+thread would share OpenMP with the baseline's main thread: with torch's default OpenMP threads, a thread
+that starts decoding after the main thread has used OpenMP runs ~35% slower on 2 cores, which measures
+the host, not the server.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -85,6 +92,36 @@ def served(url: str, clients: int, n_requests: int, new_tokens: int) -> dict:
     return {"tokens_per_s": sum(counts) / (time.perf_counter() - start), "ttft_s": median(ttft), "tokens": sum(counts)}
 
 
+@contextlib.contextmanager
+def served_process():
+    """`mindset serve smollm2-135m` on a free loopback port; yields its URL once /health answers."""
+    import httpx
+
+    from mindset.serve.background import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "mindset", "serve", "smollm2-135m", "--port", str(port), "--device", "cpu", "--dtype", "float32"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"mindset serve exited: {server.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("mindset serve did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8")
@@ -96,15 +133,14 @@ def main() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     from mindset.models import load
-    from mindset.serve import BackgroundServer, create_app
 
     loaded = load("smollm2-135m", device="cpu", dtype="float32")
     rows, data = [], {"in_process": {}, "served": {}}
-    with BackgroundServer(create_app(loaded, model_name="smollm2-135m")) as server:
+    with served_process() as url:
         for clients in (int(c) for c in args.clients.split(",")):
             # the baseline runs right before each measurement, so drift in machine speed hits both alike
             baseline = data["in_process"][clients] = in_process(loaded, args.requests, args.new_tokens)
-            result = data["served"][clients] = served(server.url, clients, args.requests, args.new_tokens)
+            result = data["served"][clients] = served(url, clients, args.requests, args.new_tokens)
             rows.append(
                 [
                     f"{clients} client(s), {args.requests} requests",
