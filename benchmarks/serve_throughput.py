@@ -21,6 +21,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,13 +102,15 @@ def served_process():
 
     port = free_port()
     command = [sys.executable, "-m", "mindset", "serve", "smollm2-135m", "--port", str(port), "--device", "cpu", "--dtype", "float32"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: nobody drains a pipe while we measure
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"mindset serve exited: {server.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"mindset serve exited: {log.read()[-2000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -120,6 +123,7 @@ def served_process():
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 def main() -> None:
