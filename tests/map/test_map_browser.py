@@ -139,3 +139,15 @@ def test_compare_page_draws_arrows_and_lists_the_items_that_moved_most(browser, 
     options = [o.text for o in browser.find_elements("css selector", "#colour-by option")]
     assert "change" in options and "model" in options
     canvas_pixels(browser, out / "screenshot.png")
+
+
+def test_many_paths_start_hidden_a_few_start_shown(browser, suite_map, model, tmp_path):
+    open_map(browser, (suite_map / "index.html").as_uri())
+    assert browser.find_element("id", "show-paths").is_selected()  # 4 paths: all drawn
+    out = tmp_path / "map"
+    build_map(model, out, MapSettings(data=["copying"], limit=30, paths=30, cache=tmp_path / "cache"), progress=False)
+    page = read_page_data(out)
+    assert len(page["paths"]) > 24
+    open_map(browser, (out / "index.html").as_uri())
+    assert not browser.find_element("id", "show-paths").is_selected()  # 30 faint paths would bury the clusters
+    assert severe_logs(browser) == [] and browser.execute_script("return window.mindsetMap.errors") == []

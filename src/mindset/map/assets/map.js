@@ -33,6 +33,9 @@
   }
   const paths = Object.assign({}, D.paths || {});
   const live = []; // indices of live points
+  // past a few dozen, faint paths bury the clusters: then they show on hover (and live samples always)
+  const MAX_PATHS_SHOWN = 24;
+  $('show-paths').checked = Object.keys(paths).length <= MAX_PATHS_SHOWN;
   let lowered = null; // lower-cased texts for search, built on first use
 
   const MAX_CATEGORIES = 40; // labels with more distinct values (answers, scores, ids) are shown on hover, not as colours
@@ -150,11 +153,12 @@
         if (ar) items.push(ar);
       }
     }
-    if ($('show-paths').checked) {
-      for (const p of Object.keys(paths)) {
-        const line = pathLine(p, live.includes(Number(p)));
-        if (line) items.push(line);
-      }
+    const allPaths = $('show-paths').checked;
+    for (const p of Object.keys(paths)) {
+      const isLive = live.includes(Number(p));
+      if (!allPaths && !isLive) continue;
+      const line = pathLine(p, isLive);
+      if (line) items.push(line);
     }
     if (hovered >= 0) {
       const line = pathLine(hovered, true);
