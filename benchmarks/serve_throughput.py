@@ -17,11 +17,8 @@ the host, not the server.)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,39 +90,6 @@ def served(url: str, clients: int, n_requests: int, new_tokens: int) -> dict:
     return {"tokens_per_s": sum(counts) / (time.perf_counter() - start), "ttft_s": median(ttft), "tokens": sum(counts)}
 
 
-@contextlib.contextmanager
-def served_process():
-    """`mindset serve smollm2-135m` on a free loopback port; yields its URL once /health answers."""
-    import httpx
-
-    from mindset.serve.background import free_port
-
-    port = free_port()
-    command = [sys.executable, "-m", "mindset", "serve", "smollm2-135m", "--port", str(port), "--device", "cpu", "--dtype", "float32"]
-    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: nobody drains a pipe while we measure
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            if server.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"mindset serve exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("mindset serve did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8")
@@ -137,10 +101,11 @@ def main() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     from mindset.models import load
+    from mindset.serve.background import serve_process
 
     loaded = load("smollm2-135m", device="cpu", dtype="float32")
     rows, data = [], {"in_process": {}, "served": {}}
-    with served_process() as url:
+    with serve_process("smollm2-135m", "--device", "cpu", "--dtype", "float32", start_timeout=300) as (url, _):
         for clients in (int(c) for c in args.clients.split(",")):
             # the baseline runs right before each measurement, so drift in machine speed hits both alike
             baseline = data["in_process"][clients] = in_process(loaded, args.requests, args.new_tokens)

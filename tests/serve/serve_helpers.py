@@ -3,7 +3,6 @@
 import time
 
 from mindset.serve.background import BackgroundServer as LiveServer  # noqa: F401
-from mindset.serve.background import free_port  # noqa: F401
 
 
 def slow_down(loaded, seconds: float) -> None:

@@ -2,16 +2,13 @@
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import free_port
+from mindset.serve.background import serve_process
 
 REQUESTS, CONCURRENCY = 500, 32
 GOOD = {"model": "tiny-llama", "messages": [{"role": "user", "content": "Hello there"}]}
@@ -26,28 +23,8 @@ def rss_mib(pid: int) -> float:
 
 @pytest.fixture
 def server_process():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mindset", "serve", "tiny-llama", "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
-    yield url, proc
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve_process("tiny-llama", "--device", "cpu") as (url, proc):
+        yield url, proc
 
 
 def make_request(kind: str, rng: random.Random) -> dict:

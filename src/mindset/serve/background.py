@@ -1,10 +1,18 @@
-"""Run the server in a background thread of this process: for notebooks, tests and benchmarks."""
+"""Run the server in the background — in a thread of this process, or as a `mindset serve` child process —
+for notebooks, tests and benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 
 def free_port() -> int:
@@ -42,3 +50,38 @@ class BackgroundServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve_process(model: str, *options: str, start_timeout: float = 60.0):
+    """`mindset serve MODEL OPTIONS...` in a child process on a free loopback port, as it is deployed: yields
+    (url, process) once /health answers, and stops the process on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: nobody drains a pipe while the server runs
+    command = [sys.executable, "-m", "mindset", "serve", model, "--port", str(port), *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.time() + start_timeout
+        while not _healthy(url):
+            if process.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"mindset serve did not start: {log.read()[-2000:]}")
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
