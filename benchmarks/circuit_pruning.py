@@ -49,7 +49,7 @@ def main() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     from mindset.circuits.prune import attribution_scores, magnitude_scores, prune
-    from mindset.circuits.suite import Suite, build_suite
+    from mindset.circuits.suite import build_suite
     from mindset.data import corpus_text
     from mindset.models import load
 
@@ -57,9 +57,9 @@ def main() -> None:
     tok = loaded.tokenizer
     scored, attr = [], []
     for task in TASKS:
-        full = build_suite(task, limit=2 * args.docs)
-        scored.append(Suite(full.name, full.items[: args.docs], full.chance, full.greedy))
-        attr.append(Suite(full.name, full.items[args.docs :], full.chance, full.greedy))
+        first, rest = build_suite(task, limit=2 * args.docs).split(args.docs)
+        scored.append(first)
+        attr.append(rest)
     ppl_ids = tok(corpus_text("valid"), add_special_tokens=False)["input_ids"][: args.ppl_tokens]
     attr_ids = tok(corpus_text("train")[: args.attr_tokens * 8], add_special_tokens=False)["input_ids"][: args.attr_tokens]
     window = min(512, args.ppl_tokens)

@@ -51,7 +51,7 @@ def main() -> None:
     from mindset.circuits import score_suite
     from mindset.circuits.prune import attribution_scores
     from mindset.circuits.quantize import block_names, critical_blocks, quantize_blocks, weight_bytes
-    from mindset.circuits.suite import Suite, build_suite
+    from mindset.circuits.suite import build_suite
     from mindset.data import corpus_text
     from mindset.evaluate import perplexity_of_ids
     from mindset.models import load
@@ -60,9 +60,9 @@ def main() -> None:
     tok = loaded.tokenizer
     scored, attr = [], []
     for task in TASKS:
-        full = build_suite(task, limit=2 * args.docs)
-        scored.append(Suite(full.name, full.items[: args.docs], full.chance, full.greedy))
-        attr.append(Suite(full.name, full.items[args.docs :], full.chance, full.greedy))
+        first, rest = build_suite(task, limit=2 * args.docs).split(args.docs)
+        scored.append(first)
+        attr.append(rest)
     valid_ids = tok(corpus_text("valid"), add_special_tokens=False)["input_ids"]
     ppl_ids = valid_ids[: args.ppl_tokens]
     timing_ids = torch.tensor([valid_ids[: args.tokens]])

@@ -170,3 +170,10 @@ def test_bad_component_names(tiny_llama):
     with raises_user_error("unknown task or suite"):
         importance(tiny_llama, "modus_ponen")
     assert [c.name for c in list_components(model, "attn")] == ["L0.attn", "L1.attn"]
+
+
+def test_a_suite_splits_into_its_first_documents_and_the_rest():
+    suite = make_suite("toy", [("ab", ["c", "d"], 0), ("cd", ["e", "f"], 1), ("ef", ["g", "h"], 0)], chance=0.5)
+    first, rest = suite.split(2)
+    assert [it.context for it in first.items] == ["ab", "cd"] and [it.context for it in rest.items] == ["ef"]
+    assert {(s.name, s.chance, s.greedy) for s in (first, rest)} == {(suite.name, suite.chance, suite.greedy)}

@@ -55,6 +55,11 @@ class Suite:
             i += len(it.choices)
         return out
 
+    def split(self, n: int) -> tuple[Suite, Suite]:
+        """The first n documents and the rest, as two suites of the same task (e.g. to score on one and
+        compute attributions on the other)."""
+        return (Suite(self.name, self.items[:n], self.chance, self.greedy), Suite(self.name, self.items[n:], self.chance, self.greedy))
+
 
 @dataclass
 class SuiteScore:
