@@ -85,8 +85,10 @@ def test_colour_search_and_lasso(browser, suite_map):
     page = read_page_data(suite_map)
     open_map(browser, (suite_map / "index.html").as_uri())
     Select(browser.find_element("id", "colour-by")).select_by_value("correct")
-    rows = browser.find_elements("css selector", "#legend div")
-    assert {r.text.split("\n")[0] for r in rows} <= {"yes", "no"} and rows
+    # the legend is rebuilt once the plot has redrawn (asynchronously): read its names in one step when it is
+    names = wait_for(browser, "const n = [...document.querySelectorAll('#legend .name')].map(e => e.textContent);"
+                              "return n.length && n.every(x => x === 'yes' || x === 'no') && n", 10)
+    assert set(names) <= {"yes", "no"} and names
     browser.find_element("id", "search").send_keys("capital of")
     expected = sum("capital of" in (a + b).lower() for a, b in zip(page["prompt"], page["completion"]))
     title = wait_for(browser, "const t = document.getElementById('selection-title').textContent; return t.includes('(') && t", 10)
