@@ -6,6 +6,18 @@ import pytest
 from mindset.errors import MindsetError
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run wherever torch sees a CUDA device and are skipped (with the reason) everywhere else."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def mindset_home(tmp_path_factory):
     """A private MINDSET_HOME for the whole session: the GGUF cache is built fresh, once, by the tests."""

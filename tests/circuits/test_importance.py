@@ -9,7 +9,13 @@ import torch
 from mindset.circuits import ChanceWarning, Importance, importance, list_components, make_suite, parse_component
 from mindset.circuits.ablation import ablated, collect_stats
 from mindset.circuits.components import blocks
-from mindset.circuits.toy import attention_only_llama, previous_token_attention, previous_token_suite, restrict_attention_training, train_previous_token
+from mindset.circuits.toy import (
+    attention_only_llama,
+    previous_token_attention,
+    previous_token_suite,
+    restrict_attention_training,
+    train_previous_token,
+)
 from mindset.errors import MindsetError
 
 
@@ -133,11 +139,12 @@ def test_result_files_round_trip(tiny_gpt2, tmp_path):
 
 def test_shipped_suite_scores_with_the_eval_engine(tiny_llama):
     """Baseline accuracy of a shipped task equals `mindset eval`'s acc on the same documents."""
+    import tempfile
+    from pathlib import Path
+
     from mindset.circuits import build_suite, score_suite
     from mindset.evaluate import evaluate_task, load_task, write_suites
     from mindset.evaluate.tasks import Task
-    import tempfile
-    from pathlib import Path
 
     suite = build_suite("ordering", limit=8)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,8 +3,7 @@ import re
 import pytest
 
 from mindset.errors import MindsetError
-from mindset.evaluate.suites import SUITES, TASKS, expand, write_task
-from mindset.evaluate.suites import arithmetic, canaries, capitals
+from mindset.evaluate.suites import SUITES, TASKS, arithmetic, canaries, capitals, expand, write_task
 from mindset.evaluate.taskfile import load_task
 from mindset.evaluate.tasks import Task
 

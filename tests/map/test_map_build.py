@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from map_helpers import read_page_data
 
 from mindset.errors import MindsetError
 from mindset.map.build import MapSettings, build_map
 from mindset.map.sources import load_items, read_file_items
-
-from map_helpers import read_page_data
 
 
 def test_jsonl_and_txt_items(tmp_path, labelled_jsonl):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from mindset.errors import MindsetError
 from mindset.map.cache import EncodingCache, item_key, model_fingerprint
 from mindset.map.encode import encode_items, hidden_states, resolve_layer, tokenize_item
-from mindset.errors import MindsetError
 
 TEXTS = ["The cat sat on the mat.", "Hi", "A much longer sentence, with commas, numbers 12345 and more words to pad the batch."]
 

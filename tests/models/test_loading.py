@@ -156,3 +156,16 @@ def test_unknown_device_and_dtype():
 def test_cuda_without_gpu():
     with pytest.raises(MindsetError, match="no CUDA GPU"):
         load("tiny-llama", device="cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_auto_dtype_is_bf16_and_agrees_with_fp32(tiny_llama):
+    """On a GPU `auto` loads bf16; its logits stay close to the CPU fp32 model's and pick the same tokens."""
+    gpu = load("tiny-llama", device="cuda")
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.bfloat16
+    ids = torch.tensor([tiny_llama.tokenizer("Emma Woodhouse, handsome, clever")["input_ids"]])
+    with torch.no_grad():
+        expected = tiny_llama.model(ids).logits
+        got = gpu.model(ids.cuda()).logits.float().cpu()
+    assert torch.allclose(got, expected, atol=0.1, rtol=0.05)
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() > 0.9

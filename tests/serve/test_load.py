@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from mindset.serve.background import serve_process
 
 REQUESTS, CONCURRENCY = 500, 32

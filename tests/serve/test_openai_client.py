@@ -3,11 +3,10 @@
 import httpx
 import openai
 import pytest
+from serve_helpers import LiveServer, slow_down
 
 from mindset.chat import SamplingParams, generate
 from mindset.serve import create_app
-
-from serve_helpers import LiveServer, slow_down
 
 MESSAGES = [{"role": "user", "content": "Tell me about Mr. Darcy."}]
 

@@ -6,15 +6,15 @@ A bare loop: no logits processors, no stopping-criteria objects, logits only for
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import torch
 
+from mindset.chat.completion import CompletionText
 from mindset.chat.cpu_decode import fast_cpu_decode
 from mindset.chat.sampling import SamplingParams, choose_token
-from mindset.chat.completion import CompletionText
 from mindset.errors import MindsetError
 
 Messages = list[dict[str, str]]

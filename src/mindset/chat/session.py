@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mindset.chat.generation import Generation, Messages, encode_prompt, generate_from_ids
 from mindset.chat.sampling import SamplingParams

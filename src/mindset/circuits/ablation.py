@@ -13,8 +13,8 @@ bank of at most `BANK_ROWS` tokens).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 

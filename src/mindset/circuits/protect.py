@@ -20,8 +20,8 @@ TensorBoard (`canary/*`) and kept in `history` / `events` for the report.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field

@@ -17,8 +17,8 @@ the config explicitly. GPT-2's fused c_attn is not head-pruned (its FFN is).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

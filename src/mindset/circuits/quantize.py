@@ -15,7 +15,7 @@ they do not train, and are not saved as HF folders.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

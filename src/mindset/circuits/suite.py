@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -126,9 +126,9 @@ def as_suite(suite, *, limit: int | None = DEFAULT_LIMIT, seed: int = 0) -> Suit
 
 def score_suite(loaded_or_model, suite: Suite, tokenizer=None) -> SuiteScore:
     """Score every document with the current model (and whatever hooks are on it)."""
-    from mindset.evaluate.loglikelihood import model_max_length, score_tokens
-
     import torch
+
+    from mindset.evaluate.loglikelihood import model_max_length, score_tokens
 
     is_module = isinstance(loaded_or_model, torch.nn.Module)  # an HF model has a .model too: its body
     model = loaded_or_model if is_module else loaded_or_model.model

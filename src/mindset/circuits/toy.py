@@ -21,9 +21,10 @@ LETTERS = string.ascii_lowercase
 
 def attention_only_llama(seed: int = 0, layers: int = 2, heads: int = 4, hidden: int = 64, init: float = 0.02):
     """A tiny Llama (byte-level tokenizer) whose MLPs are zero and frozen: attention only."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     from mindset.models.loading import LoadedModel, ModelSource
     from mindset.models.tiny import byte_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = byte_tokenizer()
     config = LlamaConfig(

@@ -58,7 +58,7 @@ class CausalTrace:
             f"(noise {self.noise:.3f} on the subject {self.subject!r}, tokens {self.subject_start}-{self.subject_end - 1}; {self.samples} samples)"
         ]
         for kind in self.grids:
-            cells = ", ".join(f"L{l} at {self.tokens[t]!r} ({p:.3f})" for l, t, p in self.strongest(kind))
+            cells = ", ".join(f"L{layer} at {self.tokens[t]!r} ({p:.3f})" for layer, t, p in self.strongest(kind))
             lines.append(f"{kind}: strongest restorations: {cells}")
         return "\n".join(lines)
 

@@ -10,6 +10,7 @@ import typer
 from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
 from mindset.errors import MindsetError
 
+
 def ppl(
     model: str = ModelArg,
     text: Optional[Path] = typer.Option(None, "--text", help="a UTF-8 text file (default: the shipped Austen corpus)"),

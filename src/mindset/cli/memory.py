@@ -72,11 +72,10 @@ def search(
 ) -> None:
     """The stored entries nearest to a text's last position, with the text each was written from."""
     import torch
+    from rich.markup import escape
 
     from mindset.memory.associative import AssociativeMemory
     from mindset.memory.knn_lm import KnnLMHead, final_hidden_states
-    from rich.markup import escape
-
     from mindset.tables import rich_table
 
     if not text.strip():

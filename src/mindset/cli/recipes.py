@@ -9,6 +9,7 @@ import typer
 
 from mindset.cli.common import console, quiet_transformers
 
+
 def run(
     recipe: Path = typer.Argument(..., help="recipe YAML file"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),

@@ -9,14 +9,14 @@ can be repeated with lm-eval on exactly the same files.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from mindset.errors import MindsetError
 from mindset.evaluate.runner import TaskResult, evaluate_task
-from mindset.evaluate.tasks import FEWSHOT_SEED, Task
 from mindset.evaluate.taskfile import load_task
+from mindset.evaluate.tasks import FEWSHOT_SEED, Task
 from mindset.fileio import atomic_write_json, atomic_write_text
 
 DEFAULT_LIMIT = 40  # documents per task on the command line: a few minutes for SmolLM2 on 2 CPU cores

@@ -8,8 +8,8 @@ the generated tokens decoded without special tokens, cut at the first stop strin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mindset.errors import MindsetError
 from mindset.evaluate.loglikelihood import model_max_length

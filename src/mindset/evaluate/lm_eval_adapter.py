@@ -18,12 +18,11 @@ from __future__ import annotations
 from mindset.errors import MindsetError
 
 try:
-    from lm_eval.api.model import LM
-    from lm_eval.api.registry import register_model
-
     # lm-eval fills its registry with its own models only while the registry is empty; registering ours
     # first would hide "hf" and the rest, so load them now
     import lm_eval.models  # noqa: F401
+    from lm_eval.api.model import LM
+    from lm_eval.api.registry import register_model
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise MindsetError("the lm-eval adapter needs lm-eval: pip install 'mindset-lab[lm-eval]'") from err
 
@@ -47,11 +46,11 @@ class MindsetLM(LM):
         self.fast_cpu = fast_cpu
 
     @classmethod
-    def from_spec(cls, spec: str, **kwargs) -> "MindsetLM":
+    def from_spec(cls, spec: str, **kwargs) -> MindsetLM:
         return cls(pretrained=spec, **kwargs)
 
     @classmethod
-    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "MindsetLM":
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> MindsetLM:
         args = dict(part.split("=", 1) for part in arg_string.split(",") if part)
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("device", "dtype")}
         return cls(**args, **extra)

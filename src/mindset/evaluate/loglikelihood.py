@@ -19,8 +19,8 @@ position; the results agree to float rounding (tested, and checked against lm-ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

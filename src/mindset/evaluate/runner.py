@@ -7,8 +7,9 @@ Metric names follow lm-eval's results: `acc`, `acc_norm`, and `metric,filter` fo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mindset.errors import MindsetError
 from mindset.evaluate import metrics as M

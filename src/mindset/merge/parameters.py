@@ -9,7 +9,8 @@ it; a level whose filters all miss defers to the next one.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mindset.merge.config import ConditionalParameter, Parameters
 from mindset.merge.methods.registry import Param

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -136,7 +137,7 @@ async def _collect(request: Request, job: Job) -> tuple[str, str, int]:
         while True:
             try:
                 event = await asyncio.wait_for(job.events.get(), timeout=DISCONNECT_POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if await request.is_disconnected():
                     job.cancel()
                     raise ApiError(499, "client closed the request") from None

@@ -11,9 +11,9 @@ also a name of its own. Test sizes are `n_test` (capitals: at most the 97 test c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import yaml
 

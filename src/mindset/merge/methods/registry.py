@@ -9,8 +9,9 @@ returns the merged tensor. `register` adds it by name; the planner checks a conf
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
