@@ -216,3 +216,13 @@ def test_invalid_settings_are_rejected():
         DistillConfig(alpha=0, beta=0, gamma=0)
     with pytest.raises(ValueError):
         DistillConfig(temperature=0)
+
+
+def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys):
+    """Lightning's own bar said `Epoch 0/-2` (max_epochs=-1 when training by steps); the bar counts steps."""
+    student, teacher = pair()
+    distill(student, teacher, DistillConfig(name="bar", **{**SMALL, "steps": 3}), runs_dir=tmp_path, progress=True)
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "Epoch" not in text
+    assert "step 3/3" in text

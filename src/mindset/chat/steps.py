@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field
 
 from mindset.chat.generation import generate
 from mindset.chat.sampling import SamplingParams
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 def _not_blank(prompt: str) -> str:

@@ -78,11 +78,10 @@ class Protection:
     def setup(self, model, tokenizer, trainable: set[str], lr: float) -> None:
         """Resolve protected components to units; refuse protection over parameters that do not train."""
         self.model, self.tokenizer, self.lr = model, tokenizer, lr
-        names = {id(m): n for n, m in model.named_modules()}
         self.prefixes: dict[str, str] = {}
         for b in blocks(model):
-            self.prefixes[f"L{b.index}.attn"] = names[id(b.attn)]
-            self.prefixes[f"L{b.index}.mlp"] = names[id(b.mlp)]
+            self.prefixes[f"L{b.index}.attn"] = b.attn_path
+            self.prefixes[f"L{b.index}.mlp"] = b.mlp_path
         wanted = [*self.components]
         for result in self.importances:
             wanted += [s.name for s in result.scores if s.drop_logprob >= self.config.threshold]

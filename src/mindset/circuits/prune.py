@@ -26,8 +26,7 @@ from torch import nn
 from mindset.circuits.components import blocks
 from mindset.circuits.suite import Suite
 from mindset.errors import MindsetError
-
-MLP_OUT_NAMES = ("down_proj", "c_proj", "fc2", "dense_4h_to_h")
+from mindset.models.anatomy import describe_ffn, in_features, is_conv1d, text_config
 
 
 @dataclass
@@ -36,21 +35,10 @@ class Scores:
     neurons: list[torch.Tensor]  # per layer (d_ff,)
 
 
-def _is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D"  # GPT-2: weight (in, out)
-
-
 def mlp_projections(mlp: nn.Module) -> tuple[list[nn.Module], nn.Module]:
     """(input projections, output projection) of an MLP: the output one reads the neurons."""
-    out = next((getattr(mlp, n) for n in MLP_OUT_NAMES if isinstance(getattr(mlp, n, None), nn.Module)), None)
-    if out is None:
-        raise MindsetError(f"the MLP {type(mlp).__name__} has no output projection named {', '.join(MLP_OUT_NAMES)}")
-    inputs = [m for m in mlp.children() if m is not out and (isinstance(m, nn.Linear) or _is_conv1d(m))]
-    return inputs, out
-
-
-def _config(model):
-    return getattr(model.config, "text_config", None) or model.config
+    ffn = describe_ffn(mlp).require_projections()
+    return ffn.inputs, ffn.down
 
 
 # --- scores --------------------------------------------------------------------------------------------
@@ -64,7 +52,7 @@ def attribution_scores(loaded, suites: Sequence[Suite] = (), text_ids: Sequence[
     model, tok = loaded.model, loaded.tokenizer
     all_blocks = blocks(model)
     captured: dict[tuple[str, int], torch.Tensor] = {}
-    totals = {src: Scores([torch.zeros(b.n_heads) for b in all_blocks], [torch.zeros(mlp_projections(b.mlp)[1].weight.shape[0 if _is_conv1d(mlp_projections(b.mlp)[1]) else 1]) for b in all_blocks]) for src in ("suite", "text")}
+    totals = {src: Scores([torch.zeros(b.n_heads) for b in all_blocks], [torch.zeros(in_features(mlp_projections(b.mlp)[1])) for b in all_blocks]) for src in ("suite", "text")}
 
     def keep(kind, i):
         def hook(module, args):
@@ -128,7 +116,7 @@ def attribution_scores(loaded, suites: Sequence[Suite] = (), text_ids: Sequence[
 def _rows(module: nn.Module, index: torch.Tensor | slice) -> torch.Tensor:
     """A projection's weights for the given output features, as (features, in)."""
     w = module.weight
-    return w[:, index].T if _is_conv1d(module) else w[index]
+    return w[:, index].T if is_conv1d(module) else w[index]
 
 
 def magnitude_scores(model) -> Scores:
@@ -137,15 +125,15 @@ def magnitude_scores(model) -> Scores:
     with torch.no_grad():
         for b in blocks(model):
             d = b.head_dim
-            q = getattr(b.attn, "q_proj", None)
-            o_cols = (b.out_proj.weight.T if not _is_conv1d(b.out_proj) else b.out_proj.weight).float()  # (in, hidden)
+            q = b.attention.q
+            o_cols = (b.out_proj.weight.T if not is_conv1d(b.out_proj) else b.out_proj.weight).float()  # (in, hidden)
             per_head = o_cols.view(b.n_heads, d, -1).pow(2).sum((1, 2))
             if q is not None:
                 per_head = per_head + q.weight.float().view(b.n_heads, d, -1).pow(2).sum((1, 2))
             heads.append(per_head.cpu())
             inputs, out = mlp_projections(b.mlp)
             score = sum(_rows(m, slice(None)).float().pow(2).sum(1) for m in inputs)
-            out_cols = out.weight.float() if _is_conv1d(out) else out.weight.float().T  # (d_ff, hidden)
+            out_cols = out.weight.float() if is_conv1d(out) else out.weight.float().T  # (d_ff, hidden)
             neurons.append((score + out_cols.pow(2).sum(1)).cpu())
     return Scores(heads, neurons)
 
@@ -154,7 +142,7 @@ def magnitude_scores(model) -> Scores:
 
 def _keep_out_features(module: nn.Module, keep: torch.Tensor) -> None:
     with torch.no_grad():
-        if _is_conv1d(module):
+        if is_conv1d(module):
             module.weight = nn.Parameter(module.weight[:, keep].clone())
             module.nf = len(keep)
         else:
@@ -166,7 +154,7 @@ def _keep_out_features(module: nn.Module, keep: torch.Tensor) -> None:
 
 def _keep_in_features(module: nn.Module, keep: torch.Tensor) -> None:
     with torch.no_grad():
-        if _is_conv1d(module):
+        if is_conv1d(module):
             module.weight = nn.Parameter(module.weight[keep].clone())
         else:
             module.weight = nn.Parameter(module.weight[:, keep].clone())
@@ -179,7 +167,7 @@ def prune(loaded, scores: Scores, *, head_fraction: float = 0.0, neuron_fraction
     if not (0 <= head_fraction < 1 and 0 <= neuron_fraction < 1):
         raise MindsetError("head_fraction and neuron_fraction must be in [0, 1)")
     model = loaded.model
-    config = _config(model)
+    config = text_config(model.config)
     all_blocks = blocks(model)
     if neuron_fraction:
         d_ff = scores.neurons[0].numel()
@@ -200,10 +188,10 @@ def prune(loaded, scores: Scores, *, head_fraction: float = 0.0, neuron_fraction
 
 def _prune_heads(model, config, all_blocks, head_scores, fraction: float, device) -> None:
     b0 = all_blocks[0]
-    if not all(hasattr(b0.attn, n) for n in ("q_proj", "k_proj", "v_proj")):
+    if b0.attention.fused or b0.attention.q is None:
         raise MindsetError(f"head pruning needs separate q/k/v projections; {type(b0.attn).__name__} fuses them (prune FFN neurons only)")
     n_heads = b0.n_heads
-    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    n_kv = b0.attention.n_kv_heads
     per_group = n_heads // n_kv
     remove = round(fraction * per_group)
     if remove == 0:
@@ -216,7 +204,7 @@ def _prune_heads(model, config, all_blocks, head_scores, fraction: float, device
             group = torch.arange(g * per_group, (g + 1) * per_group)
             kept_heads += sorted(group[torch.topk(s[group], keep_per_group).indices].tolist())
         cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in kept_heads]).to(device)
-        _keep_out_features(b.attn.q_proj, cols)
+        _keep_out_features(b.attention.q, cols)
         _keep_in_features(b.out_proj, cols)
         b.attn.num_key_value_groups = keep_per_group
         if hasattr(b.attn, "num_heads"):

@@ -50,11 +50,10 @@ def block_names(model) -> list[str]:
 
 
 def _block_prefixes(model) -> dict[str, str]:
-    names = {id(m): n for n, m in model.named_modules()}
     out = {}
     for b in blocks(model):
-        out[f"L{b.index}.attn"] = names[id(b.attn)]
-        out[f"L{b.index}.mlp"] = names[id(b.mlp)]
+        out[f"L{b.index}.attn"] = b.attn_path
+        out[f"L{b.index}.mlp"] = b.mlp_path
     return out
 
 

@@ -6,7 +6,7 @@ import warnings
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 class TraceParams(BaseModel):

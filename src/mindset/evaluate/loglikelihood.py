@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from mindset.errors import MindsetError
+from mindset.models.anatomy import text_config
 from mindset.progress import track
 
 
@@ -44,7 +45,7 @@ class Scored:
 
 def model_max_length(model, tokenizer=None) -> int:
     """The context window, looked up as lm-eval does: n_positions, max_position_embeddings, n_ctx, then the tokenizer."""
-    config = getattr(model.config, "text_config", None) or model.config
+    config = text_config(model.config)
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):
         value = getattr(config, name, None)
         if value is not None:

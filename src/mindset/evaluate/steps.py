@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.errors import MindsetError
 from mindset.evaluate.perplexity import perplexity
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 class PplParams(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.export import export_gguf
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 class ExportParams(BaseModel):

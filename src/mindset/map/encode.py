@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mindset.errors import MindsetError
+from mindset.models.anatomy import n_layers, text_config
 
 DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass: bounds memory (all layers' states are kept)
 
@@ -28,10 +29,6 @@ class TokenizedItem:
     ids: list[int]
     path_start: int  # index of the prompt's last token: where a generation path begins
     truncated: int = 0  # tokens cut from the left to fit the context
-
-
-def n_layers(model) -> int:
-    return int(model.config.num_hidden_layers)
 
 
 def resolve_layer(model, layer: int | None) -> int:
@@ -83,7 +80,7 @@ def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch
     device = next(model.parameters()).device
     base = model.base_model
     lengths = [len(ids) for ids in id_lists]
-    hidden = int(model.config.hidden_size)
+    hidden = int(text_config(model.config).hidden_size)
     out = np.zeros((len(id_lists), hidden), dtype=np.float32)
     paths: dict[int, np.ndarray] = {}
     pad = 0
@@ -119,7 +116,7 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     keys = [item_key(t.ids) for t in tokenized]
     wanted_paths = set(paths_for)
     todo = sorted(set(cache.missing(keys) if cache is not None else range(len(keys))) | wanted_paths)
-    hidden = int(loaded.model.config.hidden_size)
+    hidden = int(text_config(loaded.model.config).hidden_size)
     out = np.zeros((len(keys), hidden), dtype=np.float32)
     paths: dict[int, np.ndarray] = {}
     if todo:

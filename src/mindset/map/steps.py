@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from mindset.map.build import MapSettings, build_map
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 class MapParams(MapSettings):

@@ -19,6 +19,7 @@ from torch import nn
 from mindset.errors import MindsetError
 from mindset.memory.ffn import AdoptedFFN, ffn_layout
 from mindset.memory.retrieval import retrieve
+from mindset.models.anatomy import describe_ffn, in_features
 
 
 class AssociativeMemory(AdoptedFFN):
@@ -85,5 +86,4 @@ class AssociativeMemory(AdoptedFFN):
 
 
 def _hidden_of(mlp) -> int:
-    layout = ffn_layout(mlp)
-    return mlp.gate_proj.in_features if layout == "gated" else mlp.c_fc.weight.shape[0]
+    return in_features(describe_ffn(mlp).up)

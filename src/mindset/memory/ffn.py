@@ -12,26 +12,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mindset.models.anatomy import describe_ffn, is_conv1d
+
 GATED = ("gate_proj", "up_proj", "down_proj")
+CONV1D = (None, "c_fc", "c_proj")
 
 
 def ffn_layout(mlp: nn.Module) -> str | None:
-    if all(isinstance(getattr(mlp, name, None), nn.Linear) for name in GATED) and callable(getattr(mlp, "act_fn", None)):
+    """Which of the two layouts memory layers support this block has, if any. Anatomy finds the gate, up
+    and down projections; memory layers then read them by these names, so the names must match too."""
+    ffn = describe_ffn(mlp)
+    names = {id(m): n for n, m in mlp.named_children()}
+    spelled = tuple(names.get(id(m)) if m is not None else None for m in (ffn.gate, ffn.up, ffn.down))
+    if spelled == GATED and all(isinstance(m, nn.Linear) for m in ffn.inputs + [ffn.down]) and callable(getattr(mlp, "act_fn", None)):
         return "gated"
-    fc, proj = getattr(mlp, "c_fc", None), getattr(mlp, "c_proj", None)
-    if type(fc).__name__ == "Conv1D" and type(proj).__name__ == "Conv1D" and callable(getattr(mlp, "act", None)):
+    if spelled == CONV1D and all(is_conv1d(m) for m in (ffn.up, ffn.down)) and callable(getattr(mlp, "act", None)):
         return "conv1d"
     return None
 
 
 def ffn_slots(mlp: nn.Module) -> int:
     """d_ff: how many key-value slots the block holds."""
-    layout = ffn_layout(mlp)
-    if layout == "gated":
-        return mlp.gate_proj.out_features
-    if layout == "conv1d":
-        return mlp.c_fc.weight.shape[1]
-    raise ValueError(f"unsupported feed-forward block {type(mlp).__name__}")
+    if ffn_layout(mlp) is None:
+        raise ValueError(f"unsupported feed-forward block {type(mlp).__name__}")
+    return describe_ffn(mlp).d_ff
 
 
 class AdoptedFFN(nn.Module):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from mindset.configfile import YamlDocument
 from mindset.merge.config import LoadedConfig, MergeConfig, load_merge_config
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 class MergeParams(BaseModel):

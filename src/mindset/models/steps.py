@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from mindset.models.summary import summarize, summary_tables
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 from mindset.tables import rich_table
 
 

@@ -1,6 +1,6 @@
 """Recipes: one YAML file chains steps from every capability; the runner is a thin loop over them."""
 
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 from mindset.recipes.registry import STEPS, resolve_step
 from mindset.recipes.runner import RunResult, run_recipe
 

@@ -24,7 +24,7 @@ STEPS: dict[str, str] = {
     "eval": "mindset.evaluate.steps:eval_step",
     "generate": "mindset.chat.steps:generate_step",
     "export": "mindset.export.steps:export_step",
-    "distill": "mindset.train.steps:distill_step",
+    "distill": "mindset.circuits.protected_distill:distill_step",  # train's step plus protect:
     "ffn_to_memory": "mindset.surgery.steps:ffn_to_memory_step",
     "merge": "mindset.merge.steps:merge_step",
     "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",

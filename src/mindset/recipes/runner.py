@@ -15,7 +15,7 @@ import mindset
 from mindset.configfile import load_yaml, validate
 from mindset.fileio import atomic_write_json, atomic_write_text
 from mindset.recipes.config import RecipeConfig, plan_steps
-from mindset.recipes.context import RunContext
+from mindset.runcontext import RunContext
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import time
@@ -16,9 +15,11 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.fileio import atomic_write_json
+from mindset.models.anatomy import select_parameters, text_config
 from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
 from mindset.train.config import DistillConfig
 from mindset.train.data import StepBatches, read_training_text, token_blocks
+from mindset.train.protection import Protection
 
 
 @dataclass
@@ -33,15 +34,9 @@ class DistillResult:
 
 
 def select_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> set[str]:
-    """Names of the parameters matching any glob pattern; every pattern must match something."""
-    names = [n for n, _ in model.named_parameters()]
-    chosen: set[str] = set()
-    for pattern in patterns:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            example = ", ".join(names[:3])
-            raise MindsetError(f"the pattern {pattern!r} matches no parameter of the student (names look like: {example}, ...)")
-        chosen.update(hits)
+    """Names of the parameters chosen by component names (L3.mlp, L0.attn, embed...) or parameter-name globs;
+    every pattern must choose something. The rest are frozen (requires_grad False)."""
+    chosen = select_parameters(model, patterns)
     for name, param in model.named_parameters():
         param.requires_grad_(name in chosen)
     return chosen
@@ -62,7 +57,7 @@ def check_memory(student, config: DistillConfig) -> None:
     student's saved activations (~16 x hidden floats per layer). Catches configurations that cannot fit
     before minutes of set-up, instead of an allocator error mid-run.
     """
-    model_config = student.model.config
+    model_config = text_config(student.model.config)
     tokens = config.batch_size * config.seq_len
     per_token = 4 * model_config.vocab_size + 16 * model_config.hidden_size * model_config.num_hidden_layers
     need = tokens * per_token * 4
@@ -96,6 +91,16 @@ def _checkpoint_step(path: Path) -> int:
     return next(v for k, v in tree["__dict__"] if k == "global_step")
 
 
+@dataclass
+class _Run:
+    """Where a run writes, and where it resumes from."""
+
+    run_dir: Path
+    checkpoints: Path
+    resume_from: Path | None
+    start_step: int
+
+
 def distill(
     student,
     teacher,
@@ -105,57 +110,74 @@ def distill(
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
-    protection: Any = None,
+    protection: Protection | None = None,
 ) -> DistillResult:
     """Distill `teacher` (a LoadedModel) into `student` (a LoadedModel, trained in place).
 
     Writes runs/<name>/: tb/ (TensorBoard), checkpoints/ (safetensors + JSON), student/ (the final model,
     loadable with mindset.models.load) and distill.json (counts and final metrics).
     teacher=None is a plain fine-tune on the data (only with alpha = gamma = 0).
-    protection: a mindset.circuits.Protection (protected components train slower, canaries are watched and
-    failures rolled back); its checks and rollbacks also go to protection.json.
+    protection: anything with train.protection.Protection's methods (mindset.circuits.Protection is one):
+    protected components train slower, canaries are watched and failures rolled back; its checks and
+    rollbacks also go to protection.json.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from mindset.models import save
-    from mindset.train.callbacks import ValidPerplexity
-    from mindset.train.module import DistillModule
-
     config = config or DistillConfig()
+    run = prepare_run(student, teacher, config, Path(runs_dir), resume)
+    trainable = select_trainable(student.model, config.trainable)
+    loader = training_batches(student, config, run.start_step)
+    module = build_module(student, teacher, config, trainable, protection)
+    trainer = build_trainer(student, config, run, [*run_callbacks(student, config, run, progress, protection), *callbacks], progress)
+    seconds = fit(trainer, module, loader, run, config)
+    return record_run(student, config, run, trainer, module, trainable, seconds, protection)
+
+
+def prepare_run(student, teacher, config: DistillConfig, runs_dir: Path, resume: bool) -> _Run:
+    """Every check that can fail before training starts: teacher, memory, and the run folder's checkpoints."""
     if teacher is None:
         if config.alpha or config.gamma:
             raise MindsetError("without a teacher only the data's cross-entropy can train the model; set alpha and gamma to 0")
     else:
         check_compatible(student, teacher)
     check_memory(student, config)
-    run_dir = Path(runs_dir) / config.name
+    run_dir = runs_dir / config.name
     checkpoints = run_dir / "checkpoints"
     resume_from = latest_checkpoint(checkpoints)
     if resume and resume_from is None:
         raise MindsetError(f"nothing to resume: {checkpoints} holds no complete checkpoint")
     if not resume and resume_from is not None:
         raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another name")
-    start_step = _checkpoint_step(resume_from) if resume else 0
+    return _Run(run_dir, checkpoints, resume_from if resume else None, _checkpoint_step(resume_from) if resume else 0)
 
-    trainable = select_trainable(student.model, config.trainable)
-    total = sum(p.numel() for p in student.model.parameters())
-    n_trainable = sum(p.numel() for n, p in student.model.named_parameters() if n in trainable)
+
+def training_batches(student, config: DistillConfig, start_step: int) -> torch.utils.data.DataLoader:
+    """The data as blocks of seq_len tokens, in a seeded order that a resumed run continues."""
     blocks = token_blocks(student.tokenizer, read_training_text(config.data), config.seq_len, config.max_train_tokens)
     batches = StepBatches(blocks, config.batch_size, config.seed, start=start_step * config.grad_accum)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    return torch.utils.data.DataLoader(batches, batch_size=None)
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its GPU/TPU/tip banners
+
+def build_module(student, teacher, config: DistillConfig, trainable: set[str], protection: Protection | None):
+    """The LightningModule, seeded; protection is bound to the student before it sees the optimizer."""
+    import lightning as L
+
+    from mindset.train.module import DistillModule
+
     L.seed_everything(config.seed, workers=True, verbose=False)
-    precision = config.precision if config.precision != "auto" else ("bf16-mixed" if student.device.type == "cuda" else "32")
     if config.compile:
         student.model.forward = torch.compile(student.model.forward)
     if protection is not None:
         protection.setup(student.model, student.tokenizer, trainable, config.lr)
-    module = DistillModule(student.model.train(), teacher.model if teacher is not None else None, config, trainable, protection)
+    return DistillModule(student.model.train(), teacher.model if teacher is not None else None, config, trainable, protection)
+
+
+def run_callbacks(student, config: DistillConfig, run: _Run, progress: bool, protection: Protection | None) -> list:
+    """Checkpoints, LR logging, the step progress bar, protection's monitor and validation perplexity."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from mindset.train.callbacks import StepProgressBar, ValidPerplexity
+
     saver = ModelCheckpoint(
-        dirpath=checkpoints,
+        dirpath=run.checkpoints,
         filename="step={step:06d}",
         auto_insert_metric_name=False,
         every_n_train_steps=config.checkpoint_every,
@@ -163,48 +185,74 @@ def distill(
         monitor="step",
         mode="max",
     )
-    extra = [RichProgressBar(leave=True)] if progress else []
+    out = [saver, LearningRateMonitor(logging_interval="step")]
+    if progress:
+        out.append(StepProgressBar(leave=True))
     if protection is not None:
-        extra.append(protection.callback())
+        out.append(protection.callback())
     if config.valid_every:
-        extra.append(ValidPerplexity(student.tokenizer, config.valid_every, config.valid_tokens, config.seq_len))
-    trainer = L.Trainer(
+        out.append(ValidPerplexity(student.tokenizer, config.valid_every, config.valid_tokens, config.seq_len))
+    return out
+
+
+def build_trainer(student, config: DistillConfig, run: _Run, callbacks: list, progress: bool):
+    """A Lightning Trainer that trains by optimizer steps, logs to TensorBoard and saves safetensors checkpoints."""
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its GPU/TPU/tip banners
+    precision = config.precision if config.precision != "auto" else ("bf16-mixed" if student.device.type == "cuda" else "32")
+    return L.Trainer(
         accelerator="gpu" if student.device.type == "cuda" else "cpu",
         devices=1,
         max_steps=config.steps,
         accumulate_grad_batches=config.grad_accum,
         gradient_clip_val=config.grad_clip,
         precision=precision,
-        logger=TensorBoardLogger(str(run_dir), name="tb", version=""),
-        callbacks=[saver, LearningRateMonitor(logging_interval="step"), *extra, *callbacks],
+        logger=TensorBoardLogger(str(run.run_dir), name="tb", version=""),
+        callbacks=callbacks,
         plugins=[SafetensorsCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(run.run_dir),
     )
+
+
+def fit(trainer, module, loader, run: _Run, config: DistillConfig) -> float:
+    """Run `trainer.fit` (resuming from the run's checkpoint if any); returns the seconds it took.
+    Running out of memory is a user error: the batch is too large."""
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|infinite|LeafSpec|exists and is not empty).*")
         try:
-            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume_from) if resume else None)
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(run.resume_from) if run.resume_from else None)
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
                 raise
             raise MindsetError(f"out of memory with batch_size {config.batch_size} x seq_len {config.seq_len}; lower them or use grad_accum") from None
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def record_run(student, config: DistillConfig, run: _Run, trainer, module, trainable: set[str], seconds: float,
+               protection: Protection | None) -> DistillResult:
+    """Save the student, then distill.json (and protection.json): the records of what the run did."""
+    from mindset.models import save
+
     student.model.requires_grad_(True).eval()
-    student_dir = save(student, run_dir / "student", overwrite=True)
+    student_dir = save(student, run.run_dir / "student", overwrite=True)
+    total = sum(p.numel() for p in student.model.parameters())
+    n_trainable = sum(p.numel() for n, p in student.model.named_parameters() if n in trainable)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    result = DistillResult(run_dir, student_dir, trainer.global_step, n_trainable, total, seconds, metrics)
+    result = DistillResult(run.run_dir, student_dir, trainer.global_step, n_trainable, total, seconds, metrics)
     atomic_write_json(
-        run_dir / "distill.json",
+        run.run_dir / "distill.json",
         {"config": config.model_dump(), "steps": result.steps, "trainable_params": n_trainable, "total_params": total,
-         "seconds": seconds, "tokens_seen": module.tokens_seen, "resumed_from_step": start_step, "metrics": metrics},
+         "seconds": seconds, "tokens_seen": module.tokens_seen, "resumed_from_step": run.start_step, "metrics": metrics},
     )
     if protection is not None:
-        atomic_write_json(run_dir / "protection.json", {"protected": protection.protected, "scales": protection.scales,
-                                                        "history": protection.history, "events": protection.events})
+        atomic_write_json(run.run_dir / "protection.json", {"protected": protection.protected, "scales": protection.scales,
+                                                            "history": protection.history, "events": protection.events})
     return result

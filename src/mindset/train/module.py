@@ -34,7 +34,7 @@ class DistillModule(L.LightningModule):
         self._teacher = [teacher]  # a list hides it from Lightning: never saved, never optimized, never moved by it
         self.config = config
         self.trainable = trainable
-        self.protection = protection  # mindset.circuits.Protection: LR per component, L2 pull
+        self.protection = protection  # a train.protection.Protection: LR per component, L2 pull
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self.bad_steps = 0
         self.tokens_seen = 0
