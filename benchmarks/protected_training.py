@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import publish  # noqa: E402
+from toy import destructive_finetune_demo  # noqa: E402
 
 from mindset.circuits.plots import lines_plot  # noqa: E402
-from mindset.circuits.toy import destructive_finetune_demo  # noqa: E402
 
 
 def main() -> None:

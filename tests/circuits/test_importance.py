@@ -6,16 +6,16 @@ import warnings
 import pytest
 import torch
 
-from mindset.circuits import ChanceWarning, Importance, importance, list_components, make_suite, parse_component
-from mindset.circuits.ablation import ablated, collect_stats
-from mindset.circuits.components import blocks
-from mindset.circuits.toy import (
+from benchmarks.toy import (
     attention_only_llama,
     previous_token_attention,
     previous_token_suite,
     restrict_attention_training,
     train_previous_token,
 )
+from mindset.circuits import ChanceWarning, Importance, importance, list_components, make_suite, parse_component
+from mindset.circuits.ablation import ablated, collect_stats
+from mindset.circuits.components import blocks
 from mindset.errors import MindsetError
 
 

@@ -5,8 +5,8 @@ import warnings
 
 import pytest
 
+from benchmarks.toy import destructive_finetune_demo, letter_map, letter_map_suite
 from mindset.circuits.protect import Protection, ProtectionConfig
-from mindset.circuits.toy import destructive_finetune_demo, letter_map, letter_map_suite
 from mindset.errors import MindsetError
 from mindset.train import DistillConfig, distill
 

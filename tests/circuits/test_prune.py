@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 
+from benchmarks.toy import letter_map, letter_map_suite
 from mindset.circuits.ablation import ablated
 from mindset.circuits.components import Component, blocks
 from mindset.circuits.prune import Scores, attribution_scores, magnitude_scores, mlp_projections, prune
-from mindset.circuits.toy import letter_map, letter_map_suite
 from mindset.errors import MindsetError
 
 IDS = torch.tensor([[3, 44, 101, 7, 9, 200, 15, 61, 62, 63]])

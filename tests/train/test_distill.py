@@ -226,3 +226,15 @@ def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys):
     text = shown.out + shown.err
     assert "Epoch" not in text
     assert "step 3/3" in text
+
+
+def test_trainable_takes_component_names_and_globs(tiny_gpt2):
+    from mindset.train import select_trainable
+
+    model = tiny_gpt2.model
+    by_name = select_trainable(model, ["L1.mlp", "embed"])
+    assert by_name == {n for n, _ in model.named_parameters() if n.startswith("transformer.h.1.mlp.")} | {"transformer.wte.weight"}
+    assert by_name == select_trainable(model, ["transformer.h.1.mlp.*", "transformer.wte.*"])
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == by_name
+    with pytest.raises(MindsetError, match="the model has 2 layers"):
+        select_trainable(model, ["L2.mlp"])

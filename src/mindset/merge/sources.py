@@ -2,7 +2,7 @@
 
 Only headers are read here (safetensors headers, config.json); no weight is touched. The layout comes
 from the architecture itself: transformers builds the model on the meta device from its config, the
-`ModuleList` holding `num_hidden_layers` blocks names the layer prefix, module order says which other
+decoder layers that `mindset.models.anatomy` finds name the layer prefix, module order says which other
 tensors come before the layers (embeddings) and after them (final norm, head), embedding modules and
 the output embeddings carry a vocabulary axis, and parameters shared between names are tied.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mindset.errors import MindsetError
+from mindset.models.anatomy import layers_path, n_layers
 from mindset.models.files import check_safetensors, weight_files
 from mindset.models.loading import EMBEDDED
 
@@ -185,13 +186,8 @@ def _build_layout(config_json: str, where: str) -> Layout:
             model = AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError) as err:
         raise MindsetError(f"transformers has no causal-LM class for model_type {config.model_type!r}: {str(err).splitlines()[0]}") from None
-    num_layers = config.get_text_config().num_hidden_layers
-    prefix = next(
-        (name for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module) == num_layers and name),
-        None,
-    )
-    if prefix is None:
-        raise MindsetError(f"cannot find the list of {num_layers} layers in {type(model).__name__}")
+    num_layers = n_layers(model)
+    prefix = layers_path(model)  # the meta model has the real module tree: anatomy finds the layers in it
     order = {name: i for i, name in enumerate(model.state_dict(keep_vars=True))}
     vocab = config.get_text_config().vocab_size
     vocab_axes: dict[str, int] = {}

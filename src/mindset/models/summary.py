@@ -10,19 +10,20 @@ COMPONENTS = ("embeddings", "attention", "mlp", "norms", "head", "other")
 
 
 def architecture(model) -> dict[str, Any]:
-    """Shape of the model read from its config (every HF causal LM maps these names, GPT-2 included)."""
-    config = model.config
-    hidden = config.hidden_size
-    heads = config.num_attention_heads
-    d_ff = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    """Shape of the model: layers, heads and d_ff as anatomy reads them from the first block's weights (so a
+    pruned model reports what it has), the rest from the (text) config."""
+    from mindset.models.anatomy import blocks, text_config
+
+    config = text_config(model.config)
+    first = blocks(model)[0]
     return {
-        "family": config.model_type,
+        "family": model.config.model_type,
         "layers": config.num_hidden_layers,
-        "hidden": hidden,
-        "heads": heads,
-        "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
-        "head_dim": getattr(config, "head_dim", None) or hidden // heads,
-        "d_ff": d_ff,
+        "hidden": config.hidden_size,
+        "heads": first.n_heads,
+        "kv_heads": first.attention.n_kv_heads,
+        "head_dim": first.head_dim,
+        "d_ff": first.ffn.d_ff,
         "vocab": config.vocab_size,
         "context": getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None),
         "tied_embeddings": bool(getattr(config, "tie_word_embeddings", False)),

@@ -13,7 +13,7 @@ from mindset.runcontext import RunContext
 class FfnToMemoryParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    layers: list[int] | str | None = Field(None, description="layer indices, e.g. [4, 12, 20] or '4,12,20' (default: all)")
+    layers: list[int | str] | str | None = Field(None, description="layers, e.g. [4, 12, 20], '4,12,20', '0-3,8' or 'L4,L12' (default: all)")
     kind: Literal["featural", "associative"] = "featural"
     k: int = Field(32, ge=1, description="slots (featural) or entries (associative) read per token")
     score: Literal["exact", "bound"] = Field("exact", description="featural top-k score for gated blocks")

@@ -31,7 +31,7 @@ class DistillConfig(BaseModel):
     gamma: float = Field(0.0, ge=0, description="weight of the hidden-state cosine term")
     temperature: float = Field(2.0, gt=0)
     cosine_layers: list[int] = Field([-1], description="hidden states compared by the cosine term (-1: last)")
-    trainable: list[str] = Field(["*"], min_length=1, description="glob patterns of parameter names to train; others freeze")
+    trainable: list[str] = Field(["*"], min_length=1, description="what to train: component names (L3.mlp, L0.attn, L2, embed, head) or globs of parameter names (model.layers.*.mlp.*); the rest freeze")
     data: str = Field("austen", description="'austen' (the shipped corpus), a .txt file or a .jsonl file with a 'text' field")
     max_train_tokens: int | None = Field(None, ge=16, description="use only the first N tokens of the data")
     valid_every: int = Field(0, ge=0, description="valid perplexity every N steps (0: never)")

@@ -1,5 +1,7 @@
 """Toy tasks with a known mechanism, and tiny models trained on them in seconds on a CPU: the ground truth
-that tests (and the protection demonstration) check the circuits tools against.
+that tests (and the protection demonstration, benchmarks/protected_training.py) check the circuits tools against.
+Demo code, not a capability: it sits above circuits and train (it uses both), so it lives in benchmarks/
+(tests import it as `benchmarks.toy`; pyproject puts the repository root on pytest's path).
 
 - previous-token: at every position, predict the token before the current one. A model without MLPs can
   only do it with a head that attends from each position to the one before it and copies that token.
