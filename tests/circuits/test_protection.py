@@ -67,3 +67,11 @@ def test_frozen_components_do_not_move_and_l2_pull_is_logged(tiny_llama, tmp_pat
 def test_teacherless_run_needs_pure_cross_entropy(tiny_llama, tmp_path):
     with pytest.raises(MindsetError, match="without a teacher"):
         distill(tiny_llama, None, DistillConfig(name="z", steps=1), runs_dir=tmp_path, progress=False)
+
+
+def test_circuits_protection_meets_trains_protocol():
+    """train takes any protection with these members; circuits' is one (so train never imports circuits)."""
+    from mindset.train.protection import Protection as TrainProtection
+
+    assert isinstance(Protection(ProtectionConfig()), TrainProtection)
+    assert not isinstance(object(), TrainProtection)

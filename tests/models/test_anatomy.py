@@ -137,6 +137,9 @@ def test_component_parameters_and_selection(case):
     chosen = select_parameters(model, ["L0.mlp", f"{want.layers_path}.*.{want.attn}.*"])
     assert chosen == set(mlp) | {n for n in names if f".{want.attn}." in n}
     assert component_parameters(model, "embed") == [f"{want.embed}.weight"]
+    # all three are tied: training the head trains the embedding matrix it shares
+    assert model.config.tie_word_embeddings and component_parameters(model, "head") == [f"{want.embed}.weight"]
+    assert select_parameters(model, ["head"]) == {f"{want.embed}.weight"}
 
 
 @pytest.mark.parametrize("name, match", [
@@ -231,3 +234,12 @@ def test_a_model_without_decoder_layers_is_an_error(tiny_llama):
     model.config.num_hidden_layers = 3
     with pytest.raises(MindsetError, match="cannot find the decoder layers of this LlamaForCausalLM"):
         blocks(model)
+
+
+def test_an_untied_head_owns_its_own_matrix():
+    from transformers import LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    assert component_parameters(model, "head") == ["lm_head.weight"]
+    assert component_parameters(model, "embed") == ["model.embed_tokens.weight"]

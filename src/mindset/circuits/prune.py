@@ -47,67 +47,98 @@ def attribution_scores(loaded, suites: Sequence[Suite] = (), text_ids: Sequence[
                        text_weight: float = 0.5) -> Scores:
     """|Σ activation · gradient| per head and neuron, for the suites' correct answers and a text's next tokens.
     Each source's scores are normalised to sum 1 per kind before mixing (text: `text_weight`)."""
-    from mindset.evaluate.loglikelihood import model_max_length
-
-    model, tok = loaded.model, loaded.tokenizer
+    model = loaded.model
     all_blocks = blocks(model)
-    captured: dict[tuple[str, int], torch.Tensor] = {}
-    totals = {src: Scores([torch.zeros(b.n_heads) for b in all_blocks], [torch.zeros(in_features(mlp_projections(b.mlp)[1])) for b in all_blocks]) for src in ("suite", "text")}
+    totals = {src: _zero_scores(all_blocks) for src in ("suite", "text")}
+    was_training = model.training
+    model.eval()
+    try:
+        with _Attribution(model, all_blocks) as attribution, torch.enable_grad():
+            for loss in _suite_losses(loaded, suites):
+                attribution.accumulate(loss, totals["suite"])
+            for loss in _text_losses(loaded, text_ids or (), window):
+                attribution.accumulate(loss, totals["text"])
+    finally:
+        model.train(was_training)
+    weights = {"suite": (1 - text_weight) if text_ids else 1.0, "text": text_weight if suites else 1.0}
+    return _mix(totals, weights)
 
-    def keep(kind, i):
+
+def _zero_scores(all_blocks) -> Scores:
+    return Scores([torch.zeros(b.n_heads) for b in all_blocks], [torch.zeros(in_features(mlp_projections(b.mlp)[1])) for b in all_blocks])
+
+
+class _Attribution:
+    """Hooks that keep the inputs of every attention output projection (the heads, concatenated) and every
+    MLP output projection (the neurons), so that after a backward pass activation · gradient can be read."""
+
+    def __init__(self, model, all_blocks):
+        self.model, self.blocks = model, all_blocks
+        self.captured: dict[tuple[str, int], torch.Tensor] = {}
+
+    def __enter__(self) -> _Attribution:
+        self.handles = [b.out_proj.register_forward_pre_hook(self._keep("heads", b.index)) for b in self.blocks]
+        self.handles += [mlp_projections(b.mlp)[1].register_forward_pre_hook(self._keep("neurons", b.index)) for b in self.blocks]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.model.zero_grad(set_to_none=True)
+
+    def _keep(self, kind: str, i: int):
         def hook(module, args):
             x = args[0]
             if x.requires_grad:
                 x.retain_grad()
-                captured[(kind, i)] = x
+                self.captured[(kind, i)] = x
         return hook
 
-    handles = [b.out_proj.register_forward_pre_hook(keep("heads", b.index)) for b in all_blocks]
-    handles += [mlp_projections(b.mlp)[1].register_forward_pre_hook(keep("neurons", b.index)) for b in all_blocks]
-    was_training = model.training
-    model.eval()
-    device = loaded.device
-
-    def accumulate(loss: torch.Tensor, into: Scores) -> None:
-        model.zero_grad(set_to_none=True)
+    def accumulate(self, loss: torch.Tensor, into: Scores) -> None:
+        self.model.zero_grad(set_to_none=True)
         loss.backward()
-        for (kind, i), x in captured.items():
+        for (kind, i), x in self.captured.items():
             contribution = (x * x.grad).sum(dim=tuple(range(x.dim() - 1)))  # (features,)
             if kind == "heads":
-                into.heads[i] += contribution.view(all_blocks[i].n_heads, -1).sum(-1).abs().detach().cpu()
+                into.heads[i] += contribution.view(self.blocks[i].n_heads, -1).sum(-1).abs().detach().cpu()
             else:
                 into.neurons[i] += contribution.abs().detach().cpu()
-        captured.clear()
+        self.captured.clear()
 
-    try:
-        with torch.enable_grad():
-            limit = model_max_length(model, tok)
-            for suite in suites:
-                pairs = suite.encoded(tok)
-                i = 0
-                for item in suite.items:
-                    ctx, cont = pairs[i + item.gold[0]]
-                    i += len(item.choices)
-                    ids = (ctx + cont)[-limit:]
-                    x = torch.tensor([ids], device=device)
-                    logp = torch.log_softmax(model(input_ids=x).logits[0, -len(cont) - 1 : -1].float(), -1)
-                    accumulate(-logp.gather(1, torch.tensor(cont, device=device)[:, None]).sum(), totals["suite"])
-            if text_ids:
-                for start in range(0, max(1, len(text_ids) - 1), window):
-                    chunk = torch.tensor([list(text_ids[start : start + window])], device=device)
-                    if chunk.shape[1] > 1:
-                        accumulate(model(input_ids=chunk, labels=chunk).loss * chunk.shape[1], totals["text"])
-    finally:
-        for h in handles:
-            h.remove()
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    weights = {"suite": (1 - text_weight) if text_ids else 1.0, "text": text_weight if suites else 1.0}
-    mixed = Scores([torch.zeros_like(h) for h in totals["suite"].heads], [torch.zeros_like(n) for n in totals["suite"].neurons])
+
+def _suite_losses(loaded, suites: Sequence[Suite]):
+    """For each suite item, minus the log-probability of its correct continuation (one forward pass each)."""
+    from mindset.evaluate.loglikelihood import model_max_length
+
+    model, tok, device = loaded.model, loaded.tokenizer, loaded.device
+    limit = model_max_length(model, tok)
+    for suite in suites:
+        pairs = suite.encoded(tok)
+        i = 0
+        for item in suite.items:
+            ctx, cont = pairs[i + item.gold[0]]
+            i += len(item.choices)
+            x = torch.tensor([(ctx + cont)[-limit:]], device=device)
+            logp = torch.log_softmax(model(input_ids=x).logits[0, -len(cont) - 1 : -1].float(), -1)
+            yield -logp.gather(1, torch.tensor(cont, device=device)[:, None]).sum()
+
+
+def _text_losses(loaded, text_ids: Sequence[int], window: int):
+    """Summed next-token loss of each `window`-token chunk of the text."""
+    for start in range(0, max(1, len(text_ids) - 1), window):
+        chunk = torch.tensor([list(text_ids[start : start + window])], device=loaded.device)
+        if chunk.shape[1] > 1:
+            yield loaded.model(input_ids=chunk, labels=chunk).loss * chunk.shape[1]
+
+
+def _mix(totals: dict[str, Scores], weights: dict[str, float]) -> Scores:
+    """Each source normalised to sum 1 per kind, then weighted and added."""
+    first = totals["suite"]
+    mixed = Scores([torch.zeros_like(h) for h in first.heads], [torch.zeros_like(n) for n in first.neurons])
     for src, scores in totals.items():
         head_sum = sum(float(h.sum()) for h in scores.heads) or 1.0
         neuron_sum = sum(float(n.sum()) for n in scores.neurons) or 1.0
-        for i in range(len(all_blocks)):
+        for i in range(len(first.heads)):
             mixed.heads[i] += weights[src] * scores.heads[i] / head_sum
             mixed.neurons[i] += weights[src] * scores.neurons[i] / neuron_sum
     return mixed

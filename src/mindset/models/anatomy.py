@@ -412,10 +412,15 @@ def component_at(model: nn.Module, path: str) -> Component:
 
 
 def component_parameters(model: nn.Module, name: str | Component) -> list[str]:
-    """Names of the parameter tensors a component owns (as model.named_parameters() spells them). A head
-    shares its tensors with the other heads of its layer, so it owns its attention block's tensors."""
+    """Names of the parameter tensors a component owns, as model.named_parameters() spells them. A head
+    (`L3.H2`) shares its tensors with the other heads of its layer, so it owns its attention block's; a
+    tied LM head (`head`) owns the embedding matrix it shares, under the embedding's name."""
     prefix = component_path(model, name) + "."
-    return [n for n, _ in model.named_parameters() if n.startswith(prefix)]
+    canonical: dict[int, str] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        canonical.setdefault(id(p), n)  # the first name is the one named_parameters() keeps
+    hits = (canonical[id(p)] for n, p in model.named_parameters(remove_duplicate=False) if n.startswith(prefix))
+    return list(dict.fromkeys(hits))
 
 
 def select_parameters(model: nn.Module, patterns: Iterable[str]) -> set[str]:
