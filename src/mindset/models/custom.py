@@ -56,16 +56,59 @@ def hf_state_dict(model: nn.Module, modules: list[tuple[str, nn.Module]]) -> dic
 
 
 def save_custom(model: nn.Module, folder: Path) -> dict[str, Any] | None:
-    """Write the surgery record and extra files into `folder`; returns the state dict for save_pretrained."""
+    """Write the surgery record and extra files into `folder`; returns the state dict for save_pretrained
+    (None: the model's own). Layers whose shapes differ from the config's are listed under `layer_shapes`."""
+    from mindset.models.shapes import shape_record
+
     modules = custom_modules(model)
-    if not modules:
+    shapes = shape_record(model)
+    if not modules and not shapes:
         return None
     records = []
     for path, module in modules:
         module.mindset_save_extra(folder / SURGERY_FOLDER / path)
         records.append({"path": path, "restorer": module.mindset_restorer, "config": module.mindset_config()})
-    (folder / SURGERY_FILE).write_text(json.dumps({"format": 1, "modules": records}, indent=2) + "\n")
-    return hf_state_dict(model, modules)
+    record: dict[str, Any] = {"format": 1, "modules": records}
+    if shapes:
+        record["layer_shapes"] = shapes
+    (folder / SURGERY_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return hf_state_dict(model, modules) if modules else None
+
+
+def recorded_shapes(folder: Path) -> dict[str, dict[str, int]]:
+    """The per-layer shapes a folder's surgery record lists ({} when none: the config says them all)."""
+    record_file = folder / SURGERY_FILE
+    if not record_file.exists():
+        return {}
+    try:
+        shapes = json.loads(record_file.read_text()).get("layer_shapes", {})
+    except (ValueError, AttributeError) as err:
+        raise MindsetError(f"{record_file} is not a valid surgery record ({err})") from None
+    if not isinstance(shapes, dict):
+        raise MindsetError(f"{record_file}: layer_shapes must map layer indices to shapes, not {type(shapes).__name__}")
+    return shapes
+
+
+def restore_shapes(model: nn.Module, folder: Path, shapes: dict[str, dict[str, int]], files: list[Path]) -> None:
+    """Resize the recorded layers, then read every tensor from the weights files into the model: those
+    layers were built by transformers at the config's shape and skipped. A record that disagrees with the
+    weights is a MindsetError naming the tensor."""
+    from safetensors.torch import load_file
+
+    from mindset.models.shapes import apply_shapes
+
+    apply_shapes(model, shapes, str(folder / SURGERY_FILE))
+    state: dict[str, Any] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise MindsetError(
+                f"{folder / SURGERY_FILE} disagrees with the weights: {key} is {tuple(tensor.shape)} in the weights "
+                f"but {tuple(own[key].shape)} by the record; fix or remove the record's layer_shapes"
+            )
+    model.load_state_dict(state, strict=False)
 
 
 def restore_custom(model: nn.Module, folder: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 from dataclasses import dataclass, field
@@ -156,20 +157,40 @@ def load_folder(folder: Path, dtype: torch.dtype):
         ggufs = sorted(p.name for p in folder.glob("*.gguf"))
         hint = f"; to load a GGUF file give its path, e.g. {folder / ggufs[0]}" if ggufs else ""
         raise MindsetError(f"{folder} is not a model folder (no config.json){hint}")
-    for file in weight_files(folder):
+    from mindset.models.custom import recorded_shapes, restore_custom, restore_shapes
+
+    files = weight_files(folder)
+    for file in files:
         check_safetensors(file)
+    shapes = recorded_shapes(folder)  # layers surgery gave other shapes than the config's
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError, KeyError) as err:
+        with _quiet_transformers(bool(shapes)):  # its load report would list every resized tensor as "reinit"
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=dtype, use_safetensors=True, local_files_only=True, ignore_mismatched_sizes=bool(shapes)
+            )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise MindsetError(f"transformers cannot build a model from {folder}: {_first_line(err)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise MindsetError(f"{folder} has no usable tokenizer: {_first_line(err)}") from None
-    from mindset.models.custom import restore_custom
-
+    if shapes:
+        restore_shapes(model, folder, shapes, files)
     restore_custom(model, folder)  # modules surgery added, listed in mindset-surgery.json
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_transformers(quiet: bool):
+    from transformers.utils import logging
+
+    before = logging.get_verbosity()
+    if quiet:
+        logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
 
 
 def _unsupported_file(path: Path) -> str:
