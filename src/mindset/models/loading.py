@@ -169,6 +169,11 @@ def load_folder(folder: Path, dtype: torch.dtype):
                 folder, dtype=dtype, use_safetensors=True, local_files_only=True, ignore_mismatched_sizes=bool(shapes)
             )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
+        if "mismatched" in str(err):
+            raise MindsetError(
+                f"{folder}: its weights' shapes differ from its config.json and no surgery record ({folder / 'mindset-surgery.json'}) lists "
+                "per-layer shapes; restore the record saved with the model"
+            ) from None
         raise MindsetError(f"transformers cannot build a model from {folder}: {_first_line(err)}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -1,0 +1,133 @@
+"""Edited models saved and loaded: mindset's load restores per-layer shapes exactly; uniform results load
+in plain transformers; a surgery record that disagrees with the weights is a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mindset import surgery
+from mindset.errors import MindsetError
+from mindset.models import load, save
+from mindset.models.anatomy import blocks
+from mindset.models.custom import SURGERY_FILE
+
+IDS = torch.tensor([[5, 17, 99, 3, 42, 8, 150, 77, 23, 64]])
+
+EDITS = {
+    "widen one layer": lambda m: surgery.widen_ffn(m, [0], add=9, init="random"),
+    "narrow one layer": lambda m: surgery.narrow_ffn(m, [1], width=33),
+    "add heads to one layer": lambda m: surgery.add_heads(m, [1], 2, init="random"),
+    "remove heads": lambda m: surgery.remove_heads(m, {0: [1, 3]}),
+    "insert": lambda m: surgery.insert_layers(m, after=0, n=2, init="copy"),
+    "drop": lambda m: surgery.drop_layers(m, [1]),
+    "duplicate": lambda m: surgery.duplicate_layers(m, [0]),
+    "move": lambda m: surgery.move_layer(m, 0, 1),
+}
+UNIFORM = {  # results every layer of which has one shape the config can state
+    "widen all": lambda m: surgery.widen_ffn(m, None, add=40, init="split", noise=0.1),
+    "narrow all": lambda m: surgery.narrow_ffn(m, None, width=100),
+    "insert": lambda m: surgery.insert_layers(m, after=1, n=1),
+    "drop": lambda m: surgery.drop_layers(m, [0]),
+    "duplicate": lambda m: surgery.duplicate_layers(m, "0-1"),
+    "move": lambda m: surgery.move_layer(m, 1, 0),
+}
+
+
+def logits(model):
+    with torch.no_grad():
+        return model(IDS).logits
+
+
+def round_trip(loaded, folder):
+    save(loaded, folder)
+    return load(folder, device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize("op", EDITS)
+def test_save_load_gives_identical_logits(tiny, tmp_path, op):
+    edited = EDITS[op](tiny)
+    back = round_trip(edited, tmp_path / "m")
+    assert [b.n_heads for b in blocks(back.model)] == [b.n_heads for b in blocks(edited.model)]
+    assert [b.ffn.d_ff for b in blocks(back.model)] == [b.ffn.d_ff for b in blocks(edited.model)]
+    assert torch.equal(logits(back.model), logits(edited.model))
+
+
+def test_a_chain_of_five_edits_round_trips(tiny, tmp_path):
+    heads = 2 if "gpt2" in tiny.name else 4
+    edited = surgery.widen_ffn(tiny, [0], add=11, init="random")
+    edited = surgery.add_heads(edited, [1], heads, init="random")
+    edited = surgery.insert_layers(edited, after=1, init="copy")
+    edited = surgery.remove_heads(edited, {0: [0, 2]})
+    edited = surgery.move_layer(edited, 2, 0)
+    edited = surgery.narrow_ffn(edited, [1], width=21)
+    back = round_trip(edited, tmp_path / "m")
+    assert len(blocks(back.model)) == 3
+    assert torch.equal(logits(back.model), logits(edited.model))
+    generated = back.model.generate(IDS[:, :4], max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert torch.equal(generated, edited.model.generate(IDS[:, :4], max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0))
+
+
+@pytest.mark.parametrize("op", UNIFORM)
+def test_uniform_results_load_in_plain_transformers(tiny, tmp_path, op):
+    from transformers import AutoModelForCausalLM
+
+    edited = UNIFORM[op](tiny)
+    save(edited, tmp_path / "m")
+    assert not (tmp_path / "m" / SURGERY_FILE).exists()  # the config says it all
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
+    assert torch.allclose(logits(plain), logits(edited.model), atol=1e-5)
+
+
+def test_uniform_head_counts_load_in_plain_transformers(tiny_llama, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    edited = surgery.add_heads(tiny_llama, None, 4, init="random")  # 8 heads of 16, 4 kv heads
+    assert (edited.model.config.num_attention_heads, edited.model.config.num_key_value_heads) == (8, 4)
+    save(edited, tmp_path / "m")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
+    assert torch.allclose(logits(plain), logits(tiny_llama.model), atol=1e-5)
+
+
+def test_per_layer_shapes_are_recorded(tiny_llama, tmp_path):
+    edited = surgery.remove_heads(surgery.widen_ffn(tiny_llama, [1], add=5), {0: [0, 2]})
+    save(edited, tmp_path / "m")
+    record = json.loads((tmp_path / "m" / SURGERY_FILE).read_text())
+    assert record["layer_shapes"] == {"0": {"n_heads": 2, "n_kv_heads": 2, "d_ff": 160}, "1": {"n_heads": 4, "n_kv_heads": 2, "d_ff": 165}}
+
+
+def test_a_record_that_disagrees_with_the_weights_is_an_error(tiny_llama, tmp_path):
+    save(surgery.widen_ffn(tiny_llama, [1], add=5), tmp_path / "m")
+    record_file = tmp_path / "m" / SURGERY_FILE
+    record = json.loads(record_file.read_text())
+    record["layer_shapes"]["1"]["d_ff"] = 170
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(MindsetError, match=r"disagrees with the weights: model\.layers\.1\.mlp\.\w+_proj\.weight is") as info:
+        load(tmp_path / "m", device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_a_record_naming_a_missing_layer_is_an_error(tiny_llama, tmp_path):
+    save(surgery.widen_ffn(tiny_llama, [1], add=5), tmp_path / "m")
+    record_file = tmp_path / "m" / SURGERY_FILE
+    record = json.loads(record_file.read_text())
+    record["layer_shapes"]["7"] = record["layer_shapes"]["1"]
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(MindsetError, match=r"lists layer '7', but the model has layers 0-1"):
+        load(tmp_path / "m", device="cpu")
+
+
+def test_memory_layers_still_round_trip_next_to_shapes(tiny_llama, tmp_path):
+    """The shape record and the custom-module record share one file."""
+    edited = surgery.ffn_to_memory(surgery.add_heads(tiny_llama, [1], 2), layers=[0])
+    back = round_trip(edited, tmp_path / "m")
+    assert torch.allclose(logits(back.model), logits(edited.model), atol=1e-6)
+
+
+def test_weights_without_their_shape_record_are_an_error(tiny_llama, tmp_path):
+    save(surgery.widen_ffn(tiny_llama, [1], add=5), tmp_path / "m")
+    (tmp_path / "m" / SURGERY_FILE).unlink()
+    with pytest.raises(MindsetError, match=r"weights' shapes differ from its config.json and no surgery record"):
+        load(tmp_path / "m", device="cpu")
