@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mindset import surgery
+from mindset.errors import MindsetError
 from mindset.models.anatomy import blocks
 from mindset.models.shapes import set_projection, weight_oi
-from mindset.errors import MindsetError
 
 IDS = torch.tensor([[5, 17, 99, 3, 42, 8, 150, 77, 23, 64]])
 

@@ -25,24 +25,31 @@ def weight_oi(proj: nn.Module) -> torch.Tensor:
     return proj.weight.detach().t() if is_conv1d(proj) else proj.weight.detach()
 
 
+def drawn_like(w: torch.Tensor, rows: int, generator: torch.Generator) -> torch.Tensor:
+    """`rows` new rows drawn from a normal with the mean and std of the (out, in) matrix `w`."""
+    std, mean = torch.std_mean(w)
+    return (torch.randn(rows, w.shape[1], generator=generator) * std.item() + mean.item()).to(w)
+
+
 def bias_of(proj: nn.Module) -> torch.Tensor | None:
     return None if proj.bias is None else proj.bias.detach()
 
 
 def set_projection(proj: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
     """Give `proj` a new (out, in) weight (and bias, required when it has one), keeping the module object:
-    hooks, the anatomy and any references still see it. Shape attributes follow the weight."""
+    hooks, the anatomy and any references still see it. Shape attributes follow the weight. The tensors
+    are used as given (no copy: callers pass fresh ones from cat/indexing), so edits stay fast on real models."""
     out, inp = weight.shape
     if proj.bias is not None:
         if bias is None or bias.shape != (out,):
             raise ValueError(f"projection with bias needs a bias of shape ({out},)")
-        proj.bias = nn.Parameter(bias.contiguous().clone(), requires_grad=proj.bias.requires_grad)
+        proj.bias = nn.Parameter(bias.contiguous(), requires_grad=proj.bias.requires_grad)
     grad = proj.weight.requires_grad
     if is_conv1d(proj):
-        proj.weight = nn.Parameter(weight.t().contiguous().clone(), requires_grad=grad)
+        proj.weight = nn.Parameter(weight.t().contiguous(), requires_grad=grad)
         proj.nf = out
     else:
-        proj.weight = nn.Parameter(weight.contiguous().clone(), requires_grad=grad)
+        proj.weight = nn.Parameter(weight.contiguous(), requires_grad=grad)
         proj.in_features, proj.out_features = inp, out
 
 

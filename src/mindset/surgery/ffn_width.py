@@ -14,7 +14,7 @@ from torch import nn
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import Block, blocks, parse_layers
-from mindset.models.shapes import bias_of, set_projection, sync_config, weight_oi
+from mindset.models.shapes import bias_of, drawn_like, set_projection, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 
 WIDEN_INITS = ("zero", "split", "random")
@@ -68,7 +68,7 @@ def _widen_block(b: Block, add: int, init: str, generator: torch.Generator, nois
     for proj in ffn.inputs:
         w = weight_oi(proj)
         if init == "random":  # drawn from this projection's own weight statistics
-            new = (torch.randn(add, w.shape[1], generator=generator) * w.std().item() + w.mean().item()).to(w)
+            new = drawn_like(w, add, generator)
         else:
             new = w.new_zeros(add, w.shape[1])
         rows.append(new)

@@ -11,7 +11,7 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import Block, blocks, check_layer, parse_layers
-from mindset.models.shapes import bias_of, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
+from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 
 HEAD_INITS = ("zero", "random")
@@ -23,7 +23,7 @@ def _rows(head_index: list[int], head_dim: int, device) -> torch.Tensor:
 
 def _new_rows(w: torch.Tensor, count: int, init: str, generator: torch.Generator) -> torch.Tensor:
     if init == "random":  # from this projection's own weight statistics
-        return (torch.randn(count, w.shape[1], generator=generator) * w.std().item() + w.mean().item()).to(w)
+        return drawn_like(w, count, generator)
     return w.new_zeros(count, w.shape[1])
 
 
