@@ -81,14 +81,32 @@ def test_uniform_results_load_in_plain_transformers(tiny, tmp_path, op):
     assert torch.allclose(logits(plain), logits(edited.model), atol=1e-5)
 
 
-def test_uniform_head_counts_load_in_plain_transformers(tiny_llama, tmp_path):
+@pytest.mark.parametrize("edit, heads", [
+    (lambda m: surgery.add_heads(m, None, 4, init="random"), (8, 4)),  # 8 heads of 16, 4 kv heads
+    (lambda m: surgery.remove_heads(m, {0: [1, 3], 1: [0, 2]}), (2, 2)),
+])  # fmt: skip
+def test_uniform_head_counts_load_in_plain_transformers(tiny_llama, tmp_path, edit, heads):
     from transformers import AutoModelForCausalLM
 
-    edited = surgery.add_heads(tiny_llama, None, 4, init="random")  # 8 heads of 16, 4 kv heads
-    assert (edited.model.config.num_attention_heads, edited.model.config.num_key_value_heads) == (8, 4)
+    edited = edit(tiny_llama)
+    assert (edited.model.config.num_attention_heads, edited.model.config.num_key_value_heads) == heads
     save(edited, tmp_path / "m")
+    assert not (tmp_path / "m" / SURGERY_FILE).exists()
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
-    assert torch.allclose(logits(plain), logits(tiny_llama.model), atol=1e-5)
+    assert torch.allclose(logits(plain), logits(edited.model), atol=1e-5)
+
+
+def test_gpt2_scaled_by_layer_index_keeps_its_scale_when_moved(tmp_path):
+    """GPT-2 may scale attention by 1 / (layer_idx + 1): a moved layer must scale as its new index says."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=200, n_embd=32, n_layer=3, n_head=2, n_positions=64, scale_attn_by_inverse_layer_idx=True)
+    model = GPT2LMHeadModel(config).eval()
+    moved = surgery.move_layer(model, 2, 0)
+    moved.save_pretrained(tmp_path / "m")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
+    assert torch.allclose(logits(plain), logits(moved), atol=1e-5)
 
 
 def test_per_layer_shapes_are_recorded(tiny_llama, tmp_path):

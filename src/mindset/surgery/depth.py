@@ -42,7 +42,15 @@ def _reorder(model: nn.Module, order: list[int]) -> list[int]:
         for module in (b.layer, b.attn):
             if hasattr(module, "layer_idx"):
                 module.layer_idx = b.index
+        _rescale_by_depth(b.attn)
     return copies
+
+
+def _rescale_by_depth(attn: nn.Module) -> None:
+    """GPT-2 with scale_attn_by_inverse_layer_idx divides its attention scale by layer_idx + 1 at build
+    time: recompute it as transformers would build the layer at its new index, so a saved folder loads the same."""
+    if getattr(attn, "scale_attn_by_inverse_layer_idx", False):
+        attn.scaling = (attn.head_dim**-0.5 if attn.scale_attn_weights else 1.0) / float(attn.layer_idx + 1)
 
 
 def _zero_outputs(model: nn.Module, positions: list[int]) -> None:
