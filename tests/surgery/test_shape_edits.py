@@ -109,7 +109,7 @@ def test_narrow_reads_circuits_scores_objects(tiny_llama):
 
 
 def test_remove_heads_is_per_layer(tiny_llama):
-    edited = surgery.remove_heads(tiny_llama, {0: [1, 3], 1: [2, 3]})
+    edited = surgery.remove_heads(tiny_llama, {0: [1, 3], "L1": [2, 3]})
     shapes = [(b.n_heads, b.attention.n_kv_heads) for b in blocks(edited.model)]
     assert shapes == [(2, 2), (2, 1)]  # layer 0 keeps one head per group, layer 1 drops a whole group
 
@@ -170,6 +170,9 @@ def test_cached_generation_equals_full_reforward(tiny, op):
     (lambda m: surgery.remove_heads(m, {0: [0]}), r"leaves kv groups of \[1, 2\] query heads"),
     (lambda m: surgery.remove_heads(m, {0: [4]}), r"head 4 is out of range: layer 0 has 4 heads \(0-3\)"),
     (lambda m: surgery.remove_heads(m, {2: [0]}), r"layer index 2 is out of range"),
+    (lambda m: surgery.remove_heads(m, {"0-1": [0]}), r"one layer per key"),
+    (lambda m: surgery.remove_heads(m, {0: ["a"]}), r"cannot read heads \['a'\] for layer 0"),
+    (lambda m: surgery.remove_heads(m, {}), r"needs heads=\{layer: \[head, ...\]\}"),
     (lambda m: surgery.insert_layers(m, after=2), r"after=2 is out of range: insert after a layer 0-1"),
     (lambda m: surgery.insert_layers(m, after=0, n=0), r"n=0"),
     (lambda m: surgery.insert_layers(m, after=0, init="zero"), r"unknown init 'zero'.*identity, copy"),
@@ -182,3 +185,10 @@ def test_bad_input_is_a_one_line_error(tiny_llama, call, message):
         call(tiny_llama)
     assert "\n" not in str(info.value)
     assert torch.equal(logits(tiny_llama), before)  # nothing half-done to the original
+
+
+def test_inplace_edits_change_the_given_model(tiny_llama):
+    model = tiny_llama.model
+    assert surgery.widen_ffn(model, [0], add=3, inplace=True) is model
+    assert surgery.insert_layers(model, after=0, inplace=True) is model
+    assert [b.ffn.d_ff for b in blocks(model)] == [163, 163, 160]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from mindset.errors import MindsetError
-from mindset.models.anatomy import Block, blocks, check_layer, parse_layers
+from mindset.models.anatomy import Block, blocks, parse_layers
 from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 
@@ -117,11 +117,18 @@ def remove_heads(model, heads: dict, *, inplace: bool = False):
     found = blocks(hf)
     plan = {}
     for layer, chosen in heads.items():
-        index = check_layer(int(layer), len(found))
+        indices = parse_layers(layer, len(found))  # 3, "3" or "L3"
+        if len(indices) != 1:
+            raise MindsetError(f"remove_heads takes one layer per key, not {layer!r}; write {{3: [0, 1]}}")
+        index = indices[0]
         listed = [chosen] if isinstance(chosen, int) else list(chosen)
         if not listed:
             raise MindsetError(f"no heads given for layer {index}")
-        plan[index] = _check_removal(found[index], [int(h) for h in listed])
+        try:
+            numbers = [int(h) for h in listed]
+        except (TypeError, ValueError):
+            raise MindsetError(f"cannot read heads {chosen!r} for layer {index}; give head indices like [0, 2]") from None
+        plan[index] = _check_removal(found[index], numbers)
     out = working_copy(hf, inplace)
     with torch.no_grad():
         new_blocks = blocks(out)
