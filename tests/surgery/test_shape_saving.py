@@ -76,7 +76,7 @@ def test_uniform_results_load_in_plain_transformers(tiny, tmp_path, op):
 
     edited = UNIFORM[op](tiny)
     save(edited, tmp_path / "m")
-    assert not (tmp_path / "m" / SURGERY_FILE).exists()  # the config says it all
+    assert "layer_shapes" not in json.loads((tmp_path / "m" / SURGERY_FILE).read_text())  # the config says it all
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
     assert torch.allclose(logits(plain), logits(edited.model), atol=1e-5)
 
@@ -91,7 +91,7 @@ def test_uniform_head_counts_load_in_plain_transformers(tiny_llama, tmp_path, ed
     edited = edit(tiny_llama)
     assert (edited.model.config.num_attention_heads, edited.model.config.num_key_value_heads) == heads
     save(edited, tmp_path / "m")
-    assert not (tmp_path / "m" / SURGERY_FILE).exists()
+    assert "layer_shapes" not in json.loads((tmp_path / "m" / SURGERY_FILE).read_text())
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
     assert torch.allclose(logits(plain), logits(edited.model), atol=1e-5)
 
@@ -149,3 +149,17 @@ def test_weights_without_their_shape_record_are_an_error(tiny_llama, tmp_path):
     (tmp_path / "m" / SURGERY_FILE).unlink()
     with pytest.raises(MindsetError, match=r"weights' shapes differ from its config.json and no surgery record"):
         load(tmp_path / "m", device="cpu")
+
+
+def test_the_record_lists_every_edit_and_keeps_the_history(tiny_llama, tmp_path):
+    edited = surgery.insert_layers(surgery.widen_ffn(tiny_llama, "0-1", add=4, init="split"), after=0)
+    back = round_trip(edited, tmp_path / "a")
+    again = round_trip(surgery.remove_heads(back, {2: [0, 1]}), tmp_path / "b")
+    edits = json.loads((tmp_path / "b" / SURGERY_FILE).read_text())["edits"]
+    assert edits == [
+        {"op": "widen_ffn", "layers": [0, 1], "add": 4, "width": None, "init": "split", "seed": 0, "noise": 0.0},
+        {"op": "insert_layers", "after": 0, "n": 1, "init": "identity"},
+        {"op": "remove_heads", "heads": {"2": [0, 1]}},
+    ]
+    assert again.model.mindset_edits == edits
+    assert not hasattr(tiny_llama.model, "mindset_edits")  # the original has no history

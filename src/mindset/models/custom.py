@@ -62,7 +62,8 @@ def save_custom(model: nn.Module, folder: Path) -> dict[str, Any] | None:
 
     modules = custom_modules(model)
     shapes = shape_record(model)
-    if not modules and not shapes:
+    edits = list(getattr(model, "mindset_edits", []))
+    if not modules and not shapes and not edits:
         return None
     records = []
     for path, module in modules:
@@ -71,8 +72,27 @@ def save_custom(model: nn.Module, folder: Path) -> dict[str, Any] | None:
     record: dict[str, Any] = {"format": 1, "modules": records}
     if shapes:
         record["layer_shapes"] = shapes
+    if edits:
+        record["edits"] = edits
     (folder / SURGERY_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return hf_state_dict(model, modules) if modules else None
+
+
+def note_edit(model: nn.Module, op: str, **params) -> None:
+    """Append an architecture edit to the model's history, which the surgery record saves as `edits`
+    (a new list each time: a model the edit was copied from keeps its own history)."""
+    entry = {"op": op, **{k: _jsonable(v) for k, v in params.items()}}
+    model.mindset_edits = [*getattr(model, "mindset_edits", []), entry]
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return f"<{type(value).__name__}>"  # a scores map's tensors: named, not stored
 
 
 def recorded_shapes(folder: Path) -> dict[str, dict[str, int]]:
@@ -117,9 +137,12 @@ def restore_custom(model: nn.Module, folder: Path) -> None:
     if not record_file.exists():
         return
     try:
-        records = json.loads(record_file.read_text())["modules"]
+        full = json.loads(record_file.read_text())
+        records = full["modules"]
+        if full.get("edits"):
+            model.mindset_edits = list(full["edits"])  # later edits extend the history
         entries = [(r["path"], r["restorer"], r.get("config", {})) for r in records]
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise MindsetError(f"{record_file} is not a valid surgery record ({err})") from None
     for path, name, config in entries:
         if name not in RESTORERS:

@@ -15,7 +15,7 @@ from torch import nn
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import blocks, check_layer, layers_path, n_layers, parse_layers, text_config
-from mindset.models.custom import set_module
+from mindset.models.custom import note_edit, set_module
 from mindset.surgery.layers import unwrap, working_copy
 
 INSERT_INITS = ("identity", "copy")
@@ -84,6 +84,7 @@ def insert_layers(model, after: int, n: int = 1, *, init: str = "identity", inpl
         copies = _reorder(out, order)
         if init == "identity":
             _zero_outputs(out, copies)
+    note_edit(out, "insert_layers", after=after, n=n, init=init)
     return rewrap(out)
 
 
@@ -96,6 +97,7 @@ def drop_layers(model, layers, *, inplace: bool = False):
         raise MindsetError(f"dropping layers {sorted(gone)} would leave no layers; keep at least one of 0-{count - 1}")
     out = working_copy(hf, inplace)
     _reorder(out, [i for i in range(count) if i not in gone])
+    note_edit(out, "drop_layers", layers=sorted(gone))
     return rewrap(out)
 
 
@@ -106,6 +108,7 @@ def duplicate_layers(model, layers, *, inplace: bool = False):
     twice = set(parse_layers(layers, count))
     out = working_copy(hf, inplace)
     _reorder(out, [j for i in range(count) for j in ([i, i] if i in twice else [i])])
+    note_edit(out, "duplicate_layers", layers=sorted(twice))
     return rewrap(out)
 
 
@@ -121,5 +124,6 @@ def move_layer(model, src: int, dst: int, *, inplace: bool = False):
     order.insert(dst, src)
     out = working_copy(hf, inplace)
     _reorder(out, order)
+    note_edit(out, "move_layer", src=src, dst=dst)
     return rewrap(out)
 

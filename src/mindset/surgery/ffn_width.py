@@ -14,6 +14,7 @@ from torch import nn
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import Block, blocks, parse_layers
+from mindset.models.custom import note_edit
 from mindset.models.shapes import bias_of, drawn_like, set_projection, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 
@@ -104,9 +105,11 @@ def widen_ffn(model, layers=None, *, add: int | None = None, width: int | None =
     out = working_copy(hf, inplace)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for b in _ffn_blocks(out, layers):
+        chosen = _ffn_blocks(out, layers)
+        for b in chosen:
             _widen_block(b, add if add is not None else width - b.ffn.d_ff, init, generator, noise)
     sync_config(out)
+    note_edit(out, "widen_ffn", layers=[b.index for b in chosen], add=add, width=width, init=init, seed=seed, noise=noise)
     return rewrap(out)
 
 
@@ -159,4 +162,5 @@ def narrow_ffn(model, layers=None, *, width: int, scores="magnitude", inplace: b
             keep = torch.topk(score_map[b.index].float(), width).indices.sort().values.to(weight_oi(b.ffn.down).device)
             _take_neurons(b, keep)
     sync_config(out)
+    note_edit(out, "narrow_ffn", layers=[b.index for b in chosen], width=width, scores=scores if isinstance(scores, str) else "map")
     return rewrap(out)

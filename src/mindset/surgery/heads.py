@@ -11,6 +11,7 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import Block, blocks, parse_layers
+from mindset.models.custom import note_edit
 from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 
@@ -69,6 +70,7 @@ def add_heads(model, layers=None, n: int = 1, *, init: str = "zero", seed: int =
         for b in (blocks(out)[i] for i in wanted):
             _grow(b, n, init, generator)
     sync_config(out)
+    note_edit(out, "add_heads", layers=wanted, n=n, init=init, seed=seed)
     return rewrap(out)
 
 
@@ -135,5 +137,6 @@ def remove_heads(model, heads: dict, *, inplace: bool = False):
         for index, (kept, kept_kv) in plan.items():
             _shrink(new_blocks[index], kept, kept_kv)
     sync_config(out)
+    note_edit(out, "remove_heads", heads={i: sorted(set(range(found[i].n_heads)) - set(kept)) for i, (kept, _) in plan.items()})
     return rewrap(out)
 
