@@ -192,3 +192,15 @@ def test_inplace_edits_change_the_given_model(tiny_llama):
     assert surgery.widen_ffn(model, [0], add=3, inplace=True) is model
     assert surgery.insert_layers(model, after=0, inplace=True) is model
     assert [b.ffn.d_ff for b in blocks(model)] == [163, 163, 160]
+
+
+def test_narrow_takes_circuits_attribution_scores_of_an_edited_model(tiny_llama):
+    """Attribution comes from circuits (surgery may not import it); its Scores plug straight into narrow_ffn,
+    also on a model whose layers already differ."""
+    from mindset.circuits.prune import attribution_scores
+
+    uneven = surgery.widen_ffn(tiny_llama, [0], add=6, init="random")
+    scores = attribution_scores(uneven, text_ids=list(range(40)), window=16)
+    narrowed = surgery.narrow_ffn(uneven, None, width=100, scores=scores)
+    keep = torch.topk(scores.neurons[0].float(), 100).indices.sort().values
+    assert torch.equal(weight_oi(blocks(narrowed.model)[0].ffn.down), weight_oi(blocks(uneven.model)[0].ffn.down)[:, keep])
