@@ -13,9 +13,8 @@ import importlib
 import inspect
 import sys
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 from typer.models import DefaultPlaceholder
 
 from mindset.cli.common import console, err_console, state
@@ -33,7 +32,7 @@ def _module_app(module: str) -> typer.Typer:
 
 
 @functools.cache
-def _built(module: str) -> click.Group:
+def _built(module: str) -> TyperGroup:
     return typer.main.get_group(_module_app(module))
 
 
@@ -60,16 +59,16 @@ class LazyCommands(TyperGroup):
         for module in COMMAND_MODULES:
             for name, help_text in _entries(module):
                 self._module_of[name] = module
-                self.commands[name] = click.Command(name, help=help_text)
+                self.commands[name] = TyperCommand(name, help=help_text)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx, cmd_name: str):
         if cmd_name not in self._module_of:
             return None
         if self._listing:
             return self.commands[cmd_name]
         return _built(self._module_of[cmd_name]).commands[cmd_name]
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx, formatter) -> None:
         self._listing = True
         try:
             return super().format_help(ctx, formatter)
