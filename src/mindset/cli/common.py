@@ -84,7 +84,7 @@ def _message(error: dict) -> str:
     """pydantic's message, except that a choice written as a pattern ^(a|b|c)$ reads like a Literal's: 'a', 'b' or 'c'."""
     import re
 
-    match = re.fullmatch(r"\^\(([\w.-]+(?:\|[\w.-]+)+)\)\$", str((error.get("ctx") or {}).get("pattern", "")))
+    match = re.fullmatch(CHOICE_PATTERN, str((error.get("ctx") or {}).get("pattern", "")))
     if error["type"] != "string_pattern_mismatch" or not match:
         return error["msg"]
     choices = [f"'{c}'" for c in match.group(1).split("|")]
@@ -251,8 +251,19 @@ def _is_model(annotation: Any) -> bool:
         typing.get_origin(a) is typing.Annotated and _is_model(typing.get_args(a)[0]) for a in _members(annotation))
 
 
-def _choices(annotation: Any) -> str | None:
-    return "|".join(map(str, typing.get_args(annotation))) if typing.get_origin(annotation) is Literal else None
+CHOICE_PATTERN = r"\^\(([\w.-]+(?:\|[\w.-]+)+)\)\$"  # a str field constrained to ^(a|b|c)$ is a choice, like a Literal
+
+
+def _choices(annotation: Any, info=None) -> str | None:
+    import re
+
+    if typing.get_origin(annotation) is Literal:
+        return "|".join(map(str, typing.get_args(annotation)))
+    for constraint in info.metadata if info is not None else ():
+        match = re.fullmatch(CHOICE_PATTERN, str(getattr(constraint, "pattern", None) or ""))
+        if match:
+            return match.group(1)
+    return None
 
 
 def _range_note(info) -> str:
@@ -301,7 +312,7 @@ def _option(spec: _Spec, name: str, info) -> _Option:
         if "/" not in flag:
             decls[0] = f"{flag}/--no-{flag.removeprefix('--')}"
         return _Option(name, python_name, flag.split("/")[0], Optional[bool], typer.Option(default, *decls, help=help_text, **common), False)
-    choices = _choices(annotation)
+    choices = _choices(annotation, info)
     kind = annotation if annotation in (int, float, str, Path) and not _reads_text(info) else str
     option = typer.Option(default, *decls, help=help_text, metavar=f"[{choices}]" if choices else None, **common)
     return _Option(name, python_name, flag, Optional[kind], option, False)
