@@ -259,3 +259,16 @@ def test_distill_takes_its_student_first_and_writes_to_out(cli, tmp_path):
     assert (tmp_path / "mine" / "student").is_dir()
     code, _, err = cli("distill", "tiny-llama", "-o", str(tmp_path / "mine"), "--name", "other")
     assert code == 2 and "name two run folders" in err
+
+
+def test_every_parameter_model_field_has_a_description():
+    """The descriptions are the CLI's help text, so every recipe step's parameters carry one."""
+    from mindset.circuits.protect import ProtectionConfig
+    from mindset.circuits.steps import TraceParams
+    from mindset.map.build import MapSettings
+    from mindset.recipes.registry import STEPS, resolve_step
+    from mindset.train.config import DistillConfig
+
+    models = [resolve_step(name)[1] for name in STEPS] + [DistillConfig, ProtectionConfig, MapSettings, TraceParams]
+    missing = [f"{m.__name__}.{name}" for m in models for name, info in m.model_fields.items() if not (info.description or "").strip()]
+    assert not missing

@@ -72,7 +72,7 @@ class FixtureParams(BaseModel):
     folder: Path = Field(Path("models"), description="where the models go (relative: inside the run folder)")
     layers: int = Field(80, ge=1, description="layers per model (the published config needs 80)")
     hidden: int = Field(32, ge=8, description="hidden size")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the random weights")
 
 
 def merge_fixtures_step(ctx: RunContext, params: FixtureParams) -> dict:
