@@ -3,12 +3,14 @@ and the one vocabulary of options (-o/--out, list options, options generated fro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
+import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -35,6 +37,7 @@ def out_option(default: Any, help: str) -> Any:
 
 
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace the output if it exists")
+
 
 def run_folder(out: Optional[Path], name: Optional[str]) -> tuple[Path, Optional[str]]:
     """(parent, name) of the run folder: -o OUT is the folder itself, --name NAME means runs/NAME."""
@@ -82,8 +85,6 @@ def params_from_options(model_class, option_names: dict[str, str], **values: Any
 
 def _message(error: dict) -> str:
     """pydantic's message, except that a choice written as a pattern ^(a|b|c)$ reads like a Literal's: 'a', 'b' or 'c'."""
-    import re
-
     match = re.fullmatch(CHOICE_PATTERN, str((error.get("ctx") or {}).get("pattern", "")))
     if error["type"] != "string_pattern_mismatch" or not match:
         return error["msg"]
@@ -134,11 +135,11 @@ class _Spec:
     model: Any  # a class, or "module:Class" imported only when the command is built
     param: str
     exclude: tuple[str, ...] = ()
-    names: dict[str, str] = field(default_factory=dict)
-    shorts: dict[str, str] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
-    helps: dict[str, str] = field(default_factory=dict)
-    convert: dict[str, Any] = field(default_factory=dict)
+    names: dict[str, str] = dataclasses.field(default_factory=dict)
+    shorts: dict[str, str] = dataclasses.field(default_factory=dict)
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    helps: dict[str, str] = dataclasses.field(default_factory=dict)
+    convert: dict[str, Any] = dataclasses.field(default_factory=dict)
     prefix: str = ""
     panel: str | None = None
     optional: bool = False
@@ -255,8 +256,6 @@ CHOICE_PATTERN = r"\^\(([\w.-]+(?:\|[\w.-]+)+)\)\$"  # a str field constrained t
 
 
 def _choices(annotation: Any, info=None) -> str | None:
-    import re
-
     if typing.get_origin(annotation) is Literal:
         return "|".join(map(str, typing.get_args(annotation)))
     for constraint in info.metadata if info is not None else ():
@@ -280,12 +279,36 @@ def _reads_text(info) -> bool:
 
 
 def _option(spec: _Spec, name: str, info) -> _Option:
-    from pydantic_core import PydanticUndefined
-
+    """The typer option of one field: its flag(s), default, help and the type typer parses it as."""
     annotation = _strip_optional(info.annotation)
     if _is_model(annotation) or typing.get_origin(annotation) is dict:
         raise TypeError(f"{spec.model}: field {name!r} ({annotation}) has no option form; exclude it and give it its own options")
     flag = spec.names.get(name) or f"--{spec.prefix}{name.replace('_', '-')}"
+    decls = [flag] + ([spec.shorts[name]] if name in spec.shorts else [])
+    default, help_text = _default_and_help(spec, name, info)
+    settings = {"help": help_text, "rich_help_panel": spec.panel, "show_default": not spec.optional}
+    python_name = spec.prefix.replace("-", "_") + name
+    members = _members(annotation)
+    lists = [a for a in members if typing.get_origin(a) is list]
+    if lists:  # list[X] (or list[X] | str, read as one comma-separated string): strings, which pydantic converts
+        choices = _choices(typing.get_args(lists[0])[0] if typing.get_args(lists[0]) else str)
+        shown = [str(v) for v in default] if isinstance(default, (list, tuple)) else default
+        option = ListOption(shown, *decls, metavar=f"{choices}[,...]" if choices else None, **settings)
+        return _Option(name, python_name, flag, Optional[list[str]], option, joined=str in members)
+    if annotation is bool:
+        decls[0] = flag if "/" in flag else f"{flag}/--no-{flag.removeprefix('--')}"
+        return _Option(name, python_name, flag.split("/")[0], Optional[bool], typer.Option(default, *decls, **settings), False)
+    choices = _choices(annotation, info)
+    kind = annotation if annotation in (int, float, str, Path) and not _reads_text(info) else str
+    option = typer.Option(default, *decls, metavar=f"[{choices}]" if choices else None, **settings)
+    return _Option(name, python_name, flag, Optional[kind], option, False)
+
+
+def _default_and_help(spec: _Spec, name: str, info) -> tuple[Any, str]:
+    """The command's default (its own, or the field's) and help (the description and range); an optional group's
+    options default to None, so their help states the field's default instead."""
+    from pydantic_core import PydanticUndefined
+
     if name in spec.defaults:
         default = spec.defaults[name]
     elif info.default_factory is not None:
@@ -294,28 +317,8 @@ def _option(spec: _Spec, name: str, info) -> _Option:
         default = ... if info.default is PydanticUndefined else info.default
     help_text = spec.helps[name] if name in spec.helps else (info.description or "") + _range_note(info)
     if spec.optional:
-        help_text += "" if default in (None, ...) else f" (default {_shown(default)})"
-        default = None
-    members = _members(annotation)
-    lists = [a for a in members if typing.get_origin(a) is list]
-    decls = [flag] + ([spec.shorts[name]] if name in spec.shorts else [])
-    common = {"rich_help_panel": spec.panel, "show_default": not spec.optional}
-    python_name = spec.prefix.replace("-", "_") + name
-    if lists:
-        item = typing.get_args(lists[0])[0] if typing.get_args(lists[0]) else str
-        choices = _choices(item)
-        metavar = f"{choices}[,...]" if choices else None
-        shown = [str(v) for v in default] if isinstance(default, (list, tuple)) else default
-        option = ListOption(shown, *decls, help=help_text, metavar=metavar, **common)
-        return _Option(name, python_name, flag, Optional[list[str]], option, joined=str in members)
-    if annotation is bool:
-        if "/" not in flag:
-            decls[0] = f"{flag}/--no-{flag.removeprefix('--')}"
-        return _Option(name, python_name, flag.split("/")[0], Optional[bool], typer.Option(default, *decls, help=help_text, **common), False)
-    choices = _choices(annotation, info)
-    kind = annotation if annotation in (int, float, str, Path) and not _reads_text(info) else str
-    option = typer.Option(default, *decls, help=help_text, metavar=f"[{choices}]" if choices else None, **common)
-    return _Option(name, python_name, flag, Optional[kind], option, False)
+        return None, help_text + ("" if default in (None, ...) else f" (default {_shown(default)})")
+    return default, help_text
 
 
 def _shown(value: Any) -> str:

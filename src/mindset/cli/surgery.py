@@ -28,7 +28,7 @@ def ffn_to_memory(
     *,
     params: FfnToMemoryParams,
 ) -> None:
-    """Turn feed-forward blocks into memory layers; `mindset.models.load(OUTPUT)` restores them."""
+    """Turn feed-forward blocks into memory layers; `mindset.models.load(OUT)` restores them."""
     from mindset.models import save
     from mindset.surgery.memory import ffn_to_memory as convert
     from mindset.surgery.memory import memory_layers
