@@ -14,7 +14,7 @@ def test_eval_two_models_then_compare_the_runs(cli, tmp_path):
     assert (out / "tasks" / "capitals" / "capitals.yaml").is_file()
     table = json.loads((out / "comparison.json").read_text())
     assert table["models"] == ["tiny-llama", "tiny-gpt2"] and {r["task"] for r in table["rows"]} == {"mindset_capitals", "mindset_negation"}
-    code, stdout, _ = cli("eval", "compare", str(out / "tiny-gpt2"), str(out / "tiny-llama"), "--out", str(tmp_path))
+    code, stdout, _ = cli("compare", str(out / "tiny-gpt2"), str(out / "tiny-llama"), "--out", str(tmp_path))
     assert code == 0 and "Δ tiny-llama" in stdout
     assert (tmp_path / "comparison.md").read_text().startswith("| task | metric | chance | n | tiny-gpt2 | tiny-llama | Δ tiny-llama |")
 
@@ -24,9 +24,9 @@ def test_eval_bad_input_is_one_line(cli, tmp_path):
     assert code == 2 and "did you mean 'capitals'" in err and "Traceback" not in err
     code, _, err = cli("eval", "tiny-llama", "--tasks", "missing/task.yaml", "--out", str(tmp_path))
     assert code == 2 and "no such task file" in err
-    code, _, err = cli("eval", "compare", str(tmp_path))
+    code, _, err = cli("compare", str(tmp_path))
     assert code == 2 and "no results.json" in err
-    code, _, err = cli("eval", "compare")
+    code, _, err = cli("compare")
     assert code == 2 and "needs run folders" in err
 
 
@@ -37,5 +37,5 @@ def test_recipe_step_eval_writes_a_run_that_compare_reads(tmp_path, cli):
     metrics = result.metrics["eval"]["mindset_counting"]
     assert metrics["n"] == 2 and 0.0 <= metrics["acc"] <= 1.0 and "acc_stderr" in metrics
     assert "Evaluation of tiny-llama" in (result.run_dir / "report.md").read_text()
-    code, stdout, _ = cli("eval", "compare", str(result.run_dir))
+    code, stdout, _ = cli("compare", str(result.run_dir))
     assert code == 0 and "counting" in stdout

@@ -92,10 +92,10 @@ def test_unknown_precision(tiny_llama, tmp_path):
 
 
 def test_export_command_and_recipe_step(cli, tmp_path, private_home):
-    code, out, _ = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--dtype", "q8_0")
+    code, out, _ = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--out-type", "q8_0")
     assert code == 0 and (tmp_path / "cli.gguf").exists() and (tmp_path / "Modelfile").exists()
-    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "x.gguf"), "--dtype", "q4")
-    assert code == 2 and "--dtype" in err
+    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "x.gguf"), "--out-type", "q4")
+    assert code == 2 and "--out-type" in err
 
     from mindset.recipes import run_recipe
 

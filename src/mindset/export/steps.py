@@ -13,10 +13,10 @@ from mindset.runcontext import RunContext
 class ExportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["gguf"] = "gguf"
-    dtype: Literal["f32", "f16", "q8_0"] = "f16"
+    format: Literal["gguf"] = Field("gguf", description="file format (GGUF is the only one so far)")
+    dtype: Literal["f32", "f16", "q8_0"] = Field("f16", description="precision of the written weights (norms always stay f32)")
     filename: str = Field("model.gguf", pattern=r"^[\w.-]+\.gguf$", description="file name inside the run folder")
-    modelfile: bool = True
+    modelfile: bool = Field(True, description="write an Ollama Modelfile beside it")
 
 
 def export_step(ctx: RunContext, params: ExportParams) -> dict:

@@ -40,7 +40,7 @@ class MapSettings(BaseModel):
     paths: int = Field(200, ge=0, description="generated completions whose generation path is computed and drawn")
     batch_tokens: int = Field(8192, ge=16, description="padded tokens per forward pass")
     cache: Path | None = Field(None, description="encoding cache folder (default $MINDSET_HOME/map-cache)")
-    use_cache: bool = True
+    use_cache: bool = Field(True, description="read and store encodings in the cache (off: encode everything again and store nothing)")
 
 
 @dataclass

@@ -23,8 +23,8 @@ class MergeParams(BaseModel):
     ] = Field(description="a merge YAML file, or the merge config written inline")
     output: Path = Field(Path("merged"), description="the merged model's folder (relative: inside the run folder)")
     seed: int = Field(0, description="seed for random masks (dare_ties, dare_linear)")
-    shard_size: str = Field("5GB", description="largest output shard")
-    lazy: bool = Field(True, description="map input files only while their tensor is merged")
+    shard_size: str = Field("5GB", description="largest output shard (5GB, 500MB, 2GiB)")
+    lazy: bool = Field(True, description="map each input file only while its tensor is merged (low memory); off keeps them mapped")
     load: bool = Field(True, description="make the merged model the current one")
 
 
@@ -72,7 +72,7 @@ class FixtureParams(BaseModel):
     folder: Path = Field(Path("models"), description="where the models go (relative: inside the run folder)")
     layers: int = Field(80, ge=1, description="layers per model (the published config needs 80)")
     hidden: int = Field(32, ge=8, description="hidden size")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the random weights")
 
 
 def merge_fixtures_step(ctx: RunContext, params: FixtureParams) -> dict:
