@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -11,23 +10,15 @@ import typer
 from mindset.cli.common import console
 from mindset.errors import MindsetError
 
-UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-
 
 def parse_size(text: str) -> int:
-    """'5GB', '500MB', '2GiB', a byte count, or mergekit's '5B' (five billion bytes)."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+b", value):
-        return int(value[:-1]) * 10**9
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?)?", value)
-    if not match:
-        raise MindsetError(f"--shard-size: cannot read {text!r}; write e.g. 5GB, 500MB or 2GiB")
-    number, unit, binary = match.groups()
-    scale = (1024 ** (1 + "kmgt".index(unit)) if binary else UNITS[unit]) if unit else 1
-    size = int(float(number) * scale)
-    if size < 1:
-        raise MindsetError("--shard-size must be at least one byte")
-    return size
+    """--shard-size as bytes (mindset.merge.sizes reads it), or an error that names the option."""
+    from mindset.merge.sizes import parse_size as to_bytes
+
+    try:
+        return to_bytes(text)
+    except ValueError as err:
+        raise MindsetError(f"--shard-size: {err}") from None
 
 
 def merge(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mindset.configfile import read_text
 from mindset.errors import MindsetError
 
 MAX_FILE_ITEMS = 1_000_000
@@ -62,8 +63,12 @@ def load_items(loaded, sources: list[str], workdir: Path, *, limit: int | None =
         items += read_file_items(Path(name))
     if tasks:
         from mindset.evaluate.evaluation import resolve_tasks
+        from mindset.evaluate.taskfile import load_task
 
-        for path in resolve_tasks(tasks, workdir / "tasks", seed=seed):
+        task_files = resolve_tasks(tasks, workdir / "tasks", seed=seed)
+        for path in task_files:  # every task file is read and checked before any is scored
+            load_task(path)
+        for path in task_files:
             for split in splits:
                 items += suite_items(loaded, path, split, limit, cache_dir=cache_dir, fingerprint=fingerprint, say=say)
     if not items:
@@ -72,12 +77,9 @@ def load_items(loaded, sources: list[str], workdir: Path, *, limit: int | None =
 
 
 def read_file_items(path: Path) -> list[Item]:
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise MindsetError(f"{path}: no such data file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise MindsetError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    text = read_text(path, "data file (.jsonl or .txt)")
     items: list[Item] = []
     if path.suffix == ".txt":
         for n, line in enumerate(text.splitlines(), 1):
@@ -154,10 +156,11 @@ def suite_items(loaded, task_file: Path, split: str, limit: int | None, *, cache
 def _cache_path(cache_dir, fingerprint, task_file: Path, task, split: str, limit: int | None) -> Path | None:
     if cache_dir is None or fingerprint is None:
         return None
+    from mindset.evaluate.taskfile import split_files
+
     h = hashlib.blake2b(digest_size=10)
     h.update(task_file.read_bytes())
-    for f in sorted(set(task.spec.dataset_kwargs["data_files"].values()) if isinstance(task.spec.dataset_kwargs["data_files"], dict) else []):
-        if Path(f).is_file():
-            h.update(Path(f).read_bytes())
+    for f in sorted({str(p) for paths in split_files(task.spec).values() for p in paths}):  # the files as found
+        h.update(Path(f).read_bytes())
     h.update(f"{split}|{limit}|v1".encode())
     return Path(cache_dir) / fingerprint / "items" / f"{task.name}-{split}-{h.hexdigest()}.json"

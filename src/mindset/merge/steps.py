@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from mindset.configfile import YamlDocument
 from mindset.merge.config import LoadedConfig, MergeConfig, load_merge_config
+from mindset.merge.execute import DEFAULT_SHARD_BYTES
+from mindset.merge.sizes import ByteSize
 from mindset.recipes.context import RunContext
 
 
@@ -23,13 +25,12 @@ class MergeParams(BaseModel):
     ] = Field(description="a merge YAML file, or the merge config written inline")
     output: Path = Field(Path("merged"), description="the merged model's folder (relative: inside the run folder)")
     seed: int = Field(0, description="seed for random masks (dare_ties, dare_linear)")
-    shard_size: str = Field("5GB", description="largest output shard")
+    shard_size: ByteSize = Field(DEFAULT_SHARD_BYTES, description="largest output shard: bytes, or text such as 5GB, 500MB, 2GiB")
     lazy: bool = Field(True, description="map input files only while their tensor is merged")
     load: bool = Field(True, description="make the merged model the current one")
 
 
 def merge_step(ctx: RunContext, params: MergeParams) -> dict:
-    from mindset.cli.merge import parse_size
     from mindset.merge import build_plan, execute_plan
     from mindset.merge.report import LAYER_HEADERS, layer_rows, summary_rows
     from mindset.models import load
@@ -48,7 +49,7 @@ def merge_step(ctx: RunContext, params: MergeParams) -> dict:
     output = params.output if params.output.is_absolute() else ctx.run_dir / params.output
     summary = summary_rows(plan)
     ctx.console.print(rich_table(f"Merge plan ({where})", ["", ""], summary))
-    result = execute_plan(plan, output, shard_bytes=parse_size(params.shard_size), lazy=params.lazy, progress=ctx.progress, overwrite=True)
+    result = execute_plan(plan, output, shard_bytes=params.shard_size, lazy=params.lazy, progress=ctx.progress, overwrite=True)
     ctx.console.print(f"merged {result.folder}: {result.parameters:,} parameters in {result.seconds:.1f} s")
     ctx.add_section(f"Merge: {plan.method.name}", f"`{where}` → `{output}`, {result.seconds:.1f} s.")
     ctx.add_table("Merge plan", ["", ""], summary)
