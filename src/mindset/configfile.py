@@ -167,6 +167,8 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel], doc:
     inner = _real_loc(tuple(first["loc"]), data, keep_last=first["type"] in ("missing", "extra_forbidden")) if doc else tuple(first["loc"])
     full = loc + inner
     where = doc.where(full) if doc else "config"
+    if doc and first["type"] == "missing" and doc.line_of(full) is None and doc.lines:
+        where = f"{doc.where()}:{min(doc.lines.values())}"  # a key missing at the top: the mapping starts there
     if first["type"] == "extra_forbidden":
         name = str(first["loc"][-1])
         owner = _model_at(model, inner[:-1])

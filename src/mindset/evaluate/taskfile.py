@@ -364,7 +364,7 @@ def _many(spec: TaskSpec, name: str, hits: list[str]) -> Path:
 
 def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
     """JSON Lines, or one JSON array (or an object holding one under `field`)."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "data file")
     stripped = text.lstrip()
     try:
         if stripped.startswith("[") or (stripped.startswith("{") and field):
