@@ -35,6 +35,11 @@ class YamlDocument:
                 return self.lines[loc[:end]]
         return None
 
+    def within(self, loc: Loc, data: Any) -> YamlDocument:
+        """The document of the part at `loc` (an inline merge config in a recipe): same file, lines re-rooted."""
+        lines = {key[len(loc) :]: line for key, line in self.lines.items() if key[: len(loc)] == loc}
+        return YamlDocument(data, self.path, lines)
+
     def where(self, loc: Loc = ()) -> str:
         """'file:line' prefix for a message about `loc`."""
         name = str(self.path) if self.path else "<yaml>"
@@ -48,7 +53,7 @@ def read_text(path: str | Path, what: str = "YAML file") -> str:
     if not path.exists():
         raise MindsetError(f"{path}: no such file")
     if path.is_dir():
-        raise MindsetError(f"{path} is a folder, not a {what}")
+        raise MindsetError(f"{path}: a folder, not a {what}")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -148,7 +153,7 @@ def describe_value(value: Any) -> str:
 def validate(model: type[M], data: Any, doc: YamlDocument | None = None, loc: Loc = ()) -> M:
     """Validate `data` (found at `loc` inside `doc`) against a pydantic model, or raise one clear line."""
     try:
-        return model.model_validate({} if data is None else data)
+        return model.model_validate({} if data is None else data, context={"doc": doc, "loc": loc})
     except ValidationError as err:
         raise MindsetError(describe_validation_error(err, model, doc, loc, data)) from None
 

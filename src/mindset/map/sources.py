@@ -85,7 +85,7 @@ def read_file_items(path: Path) -> list[Item]:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 items.append(Item(f"{path.name}:{n}", line, labels={"source": path.name}))
-        return items[:MAX_FILE_ITEMS]
+        return _some(items, path)
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -106,6 +106,13 @@ def read_file_items(path: Path) -> list[Item]:
             if key not in ("text", "prompt", "completion") and isinstance(value, (str, int, float, bool)):
                 labels[key] = str(value).lower() if isinstance(value, bool) else str(value)
         items.append(Item(f"{path.name}:{n}", prompt, completion, labels))
+    return _some(items, path)
+
+
+def _some(items: list[Item], path: Path) -> list[Item]:
+    """A data file named on the command line that holds nothing is a mistake, not an empty contribution."""
+    if not items:
+        raise MindsetError(f"{path}: holds no items (a .jsonl needs one JSON object a line, a .txt one non-empty line an item)")
     return items[:MAX_FILE_ITEMS]
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
 
 from mindset.configfile import YamlDocument
+from mindset.errors import MindsetError
 from mindset.merge.config import LoadedConfig, MergeConfig, load_merge_config
 from mindset.merge.execute import DEFAULT_SHARD_BYTES
 from mindset.merge.sizes import ByteSize
@@ -29,6 +30,26 @@ class MergeParams(BaseModel):
     lazy: bool = Field(True, description="map input files only while their tensor is merged")
     load: bool = Field(True, description="make the merged model the current one")
 
+    _doc: YamlDocument | None = PrivateAttr(None)  # where an inline config sits in the recipe, for plan errors
+
+    @field_validator("config")
+    @classmethod
+    def _readable(cls, value: Path | MergeConfig) -> Path | MergeConfig:
+        """A config file is read and checked with the recipe, before any step runs."""
+        if isinstance(value, Path):
+            try:
+                load_merge_config(value)
+            except MindsetError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _locate(self, info: ValidationInfo) -> MergeParams:
+        context = info.context or {}
+        if isinstance(self.config, MergeConfig) and context.get("doc") is not None:
+            self._doc = context["doc"].within(context["loc"] + ("config",), self.config.model_dump())
+        return self
+
 
 def merge_step(ctx: RunContext, params: MergeParams) -> dict:
     from mindset.merge import build_plan, execute_plan
@@ -38,7 +59,7 @@ def merge_step(ctx: RunContext, params: MergeParams) -> dict:
 
     if isinstance(params.config, MergeConfig):
         text = yaml.safe_dump(params.config.model_dump(exclude_none=True, mode="json"), sort_keys=False)
-        loaded = LoadedConfig(params.config, YamlDocument(params.config.model_dump(), None), text)
+        loaded = LoadedConfig(params.config, params._doc or YamlDocument(params.config.model_dump(), None), text)
         where = "inline config"
     else:
         loaded = load_merge_config(params.config)
