@@ -58,7 +58,7 @@ def read_text(path: str | Path, what: str = "YAML file") -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise MindsetError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise MindsetError(f"{path}:{line}: is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise MindsetError(f"{path}: cannot read it ({err.strerror})") from None
 
