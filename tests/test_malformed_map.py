@@ -73,3 +73,15 @@ def test_malformed_task_source(tmp_path, cli, name, data):
     (tmp_path / "task.yaml").write_text(as_yaml(data).replace("'!function'", "!function"))
     code, _, err = map_cli(cli, tmp_path, tmp_path / "task.yaml")
     check_one_line_error(code, err, NAMED.get(name, "task.yaml"), line=name not in WHOLE_FILE)
+
+
+def test_a_task_whose_split_lists_its_files_maps_with_the_cache(tmp_path, cli):
+    """data_files: {train: [a.jsonl]} is valid lm-eval; the map's cache key hashed the lists and crashed (TypeError: unhashable)."""
+    from test_malformed_tasks import base
+
+    write_data(tmp_path)
+    (tmp_path / "task.yaml").write_text(as_yaml(base()))
+    code, _, err = cli("map", "tiny-llama", "--data", str(tmp_path / "task.yaml"), "--limit", "4", "--splits", "test,train", "-o", str(tmp_path / "map"),
+                       "--cache", str(tmp_path / "cache"), "--device", "cpu", "--paths", "0")
+    assert code == 0, err
+    assert (tmp_path / "map" / "index.html").exists() and list((tmp_path / "cache").rglob("items/*.json"))

@@ -196,7 +196,7 @@ class TaskSpec(BaseModel):
     def _generation(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         kwargs = value or {}
         until = kwargs.get("until", "")
-        if not (isinstance(until, str) or _names(until)):
+        if not (isinstance(until, str) or (isinstance(until, list) and all(isinstance(u, str) for u in until))):
             raise ValueError(f"until: a stop string or a list of them, not {describe_value(until)}")
         if not isinstance(kwargs.get("do_sample", False), bool):
             raise ValueError(f"do_sample: true or false, not {describe_value(kwargs['do_sample'])}")

@@ -160,14 +160,22 @@ def suite_items(loaded, task_file: Path, split: str, limit: int | None, *, cache
     return items
 
 
+def _existing_data_files(spec) -> list[Path]:
+    """The task's data files that exist (from the working directory, else beside the task file), for the cache
+    key; `data_files` is a name, a list, or a mapping split -> name(s) (the lists were hashed wrongly before)."""
+    files = spec.dataset_kwargs["data_files"]
+    names = [n for v in (files.values() if isinstance(files, dict) else [files]) for n in ([v] if isinstance(v, str) else v)]
+    folders = [Path.cwd()] + ([spec.source.parent] if spec.source else [])
+    found = {next((folder / n for folder in folders if (folder / n).is_file()), None) for n in names}
+    return sorted(f for f in found if f is not None)
+
+
 def _cache_path(cache_dir, fingerprint, task_file: Path, task, split: str, limit: int | None) -> Path | None:
     if cache_dir is None or fingerprint is None:
         return None
-    from mindset.evaluate.taskfile import split_files
-
     h = hashlib.blake2b(digest_size=10)
     h.update(task_file.read_bytes())
-    for f in sorted({str(p) for paths in split_files(task.spec).values() for p in paths}):  # the files as found
-        h.update(Path(f).read_bytes())
+    for f in _existing_data_files(task.spec):
+        h.update(f.read_bytes())
     h.update(f"{split}|{limit}|v1".encode())
     return Path(cache_dir) / fingerprint / "items" / f"{task.name}-{split}-{h.hexdigest()}.json"
