@@ -37,7 +37,10 @@ CASES = record_cases()
 
 
 def map_cli(cli, tmp_path, source):
-    return cli("map", "tiny-llama", "--data", str(source), "--limit", "2", "-o", str(tmp_path / "map"), "--no-cache", "--device", "cpu")
+    """A model that does not exist: the data sources must be checked, and fail, before any model is loaded."""
+    code, out, err = cli("map", "no-such-model", "--data", str(source), "--limit", "2", "-o", str(tmp_path / "map"), "--no-cache", "--device", "cpu")
+    assert "no-such-model" not in err
+    return code, out, err
 
 
 @pytest.mark.parametrize("name,line", CASES, ids=[c[0] for c in CASES])

@@ -50,11 +50,11 @@ def map_command(
         raise MindsetError("--compare needs --data: both models are mapped over the same items")
     settings = None
     if data is not None:
-        from mindset.map.sources import split_sources
+        from mindset.map.sources import check_sources, split_sources
 
         names = {"layer": "--layer", "limit": "--limit", "splits": "--splits", "method": "--method", "encode": "--encode", "paths": "--paths",
                  "batch_tokens": "--batch-tokens", "data": "--data"}
-        settings = params_from_options(MapSettings, names, data=split_sources(data), layer=layer, limit=limit or None,
+        settings = params_from_options(MapSettings, names, data=check_sources(split_sources(data), limit or None), layer=layer, limit=limit or None,
                                        splits=[s.strip() for s in splits.split(",") if s.strip()], method=method, seed=seed, encode=encode,
                                        paths=paths, batch_tokens=batch_tokens, cache=cache, use_cache=not no_cache)
     elif not (out / "layout.json").exists():

@@ -46,6 +46,25 @@ def split_sources(data: str | list[str]) -> list[str]:
     return items
 
 
+def check_sources(sources: list[str], limit: int | None = None) -> list[str]:
+    """Read every data file and task file named, and look up every suite name, so that a malformed source
+    fails in one line before a model is loaded (building the map reads them again)."""
+    from mindset.evaluate.suites import expand
+    from mindset.evaluate.taskfile import load_task
+    from mindset.evaluate.tasks import Task
+
+    for name in sources:
+        if is_file_source(name):
+            read_file_items(Path(name))
+        elif name.endswith((".yaml", ".yml")):
+            if not Path(name).is_file():
+                raise MindsetError(f"{name}: no such task file")
+            Task(load_task(Path(name))).check(limit)
+        else:
+            expand([name])
+    return sources
+
+
 def is_file_source(name: str) -> bool:
     return name.endswith((".jsonl", ".txt", ".json")) or ("/" in name and not name.endswith((".yaml", ".yml")))
 
