@@ -149,3 +149,14 @@ def test_an_include_names_the_including_line(tmp_path, cli):
     code, _, err = eval_cli(cli, tmp_path, tmp_path / "task.yaml")
     check_one_line_error(code, err, "task.yaml", line=True)
     assert "include: no such task file" in err
+
+
+def test_a_key_from_an_included_file_is_reported_at_that_files_line(tmp_path, cli):
+    write_data(tmp_path)
+    shared = as_yaml({**base(), "num_fewshot": "three"})
+    (tmp_path / "shared.yaml").write_text(shared)
+    (tmp_path / "task.yaml").write_text("include: shared.yaml\ntask: plus_one_again\n")
+    code, _, err = eval_cli(cli, tmp_path, tmp_path / "task.yaml")
+    check_one_line_error(code, err, "shared.yaml", line=True)
+    line = shared.splitlines().index("num_fewshot: three") + 1
+    assert f"shared.yaml:{line}: num_fewshot: Input should be a valid integer" in err

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -310,15 +311,31 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], 
     if not _names(includes):
         raise MindsetError(f"{doc.where(('include',))}: include: a task file name or a list of them, not {describe_value(includes)}")
     merged: dict[str, Any] = {}
+    combined = IncludingDocument(doc.data, doc.path, doc.lines)
     for include in [includes] if isinstance(includes, str) else includes:
         included = Path(include) if Path(include).is_absolute() else path.parent / include
         if not included.is_file():
             raise MindsetError(f"{doc.where(('include',))}: include: no such task file {included}")
-        inner, _ = read_yaml(included, (*seen, path))
+        inner, inner_doc = read_yaml(included, (*seen, path))
         inner.pop("task_list", None)
         merged.update(inner)
+        combined.origins.update(dict.fromkeys(inner, inner_doc))
     merged.update(data)
-    return merged, doc
+    for key in data:
+        combined.origins.pop(key, None)  # local keys win, and are reported at their own line
+    return merged, combined
+
+
+@dataclass
+class IncludingDocument(YamlDocument):
+    """A task file with `include:`: a key that came from an included file is reported at that file's line."""
+
+    origins: dict[str, YamlDocument] = dataclass_field(default_factory=dict)
+
+    def where(self, loc: tuple = ()) -> str:
+        if loc and loc[0] in self.origins:
+            return self.origins[loc[0]].where(loc)
+        return super().where(loc)
 
 
 def load_task(path: str | Path) -> TaskSpec:
