@@ -160,3 +160,20 @@ def test_a_key_from_an_included_file_is_reported_at_that_files_line(tmp_path, cl
     check_one_line_error(code, err, "shared.yaml", line=True)
     line = shared.splitlines().index("num_fewshot: three") + 1
     assert f"shared.yaml:{line}: num_fewshot: Input should be a valid integer" in err
+
+
+@pytest.mark.parametrize("helper,message", [
+    ("def shout(doc:\n", r"helpers.py: importing it for !function helpers.shout failed: SyntaxError"),
+    ("raise RuntimeError('no config')\n", r"helpers.py: importing it for !function helpers.shout failed: RuntimeError: no config"),
+    ("def shout(doc):\n    return doc['missing']\n", r"doc_to_text \(!function helpers.shout\) raised KeyError: 'missing' on document"),
+], ids=["syntax error", "raises on import", "raises on a document"])
+def test_a_broken_function_tag_is_one_line(tmp_path, cli, helper, message):
+    import re
+
+    write_data(tmp_path)
+    (tmp_path / "helpers.py").write_text(helper)
+    (tmp_path / "task.yaml").write_text(as_yaml({**base(), "doc_to_text": "FUNCTION"}).replace("FUNCTION", "!function helpers.shout"))
+    assert "!function helpers.shout" in (tmp_path / "task.yaml").read_text()
+    code, _, err = eval_cli(cli, tmp_path, tmp_path / "task.yaml")
+    check_one_line_error(code, err, "helpers.py" if "importing" in message else "task.yaml", line=False)
+    assert re.search(message, err), err

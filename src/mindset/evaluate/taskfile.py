@@ -32,7 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from mindset.configfile import YamlDocument, describe_value, parse_yaml, read_text, require_mapping, validate
+from mindset.configfile import YamlDocument, describe_value, one_line, parse_yaml, read_text, require_mapping, validate
 from mindset.errors import MindsetError
 
 
@@ -58,8 +58,8 @@ class FunctionRef:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except ImportError as err:
-            raise MindsetError(f"!function {self.module}.{self.name}: importing {path} failed: {err}") from None
+        except Exception as err:  # the user's file: a syntax error or anything it raises is theirs to fix
+            raise MindsetError(f"{path}: importing it for !function {self.module}.{self.name} failed: {type(err).__name__}: {one_line(err)}") from None
         if not hasattr(module, self.name):
             raise MindsetError(f"!function {self.module}.{self.name}: {path} defines no {self.name!r}")
         return getattr(module, self.name)
