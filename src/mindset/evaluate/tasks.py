@@ -22,7 +22,8 @@ from typing import Any
 import jinja2
 
 from mindset.errors import MindsetError
-from mindset.evaluate.taskfile import FunctionRef, TaskSpec, load_split
+from mindset.evaluate.taskdata import load_split
+from mindset.evaluate.taskfile import FunctionRef, TaskSpec
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
 
