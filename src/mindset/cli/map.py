@@ -55,9 +55,9 @@ def map_command(
     if data is None and compare:
         raise MindsetError("--compare needs --data: both models are mapped over the same items")
     if data is not None:
-        from mindset.map.sources import split_sources
+        from mindset.map.sources import check_sources, split_sources
 
-        settings = params_from_options(type(settings), {"data": "--data"}, **(settings.model_dump() | {"data": split_sources(data)}))
+        settings = params_from_options(type(settings), {"data": "--data"}, **(settings.model_dump() | {"data": check_sources(split_sources(data), settings.limit)}))
     else:
         settings = None
     if settings is None and not (out / "layout.json").exists():

@@ -62,6 +62,7 @@ def resolve_tasks(names: str | list[str], folder: Path, *, seed: int = 0, n_test
         if item.endswith((".yaml", ".yml")) or "/" in item:
             if not Path(item).is_file():
                 raise MindsetError(f"{item}: no such task file")
+            load_task(Path(item))  # a malformed task file fails here, before any model is loaded
             paths.append(Path(item))
         else:
             paths += [write_task(name, folder, seed=seed, n_test=n_test) for name in expand([item])]

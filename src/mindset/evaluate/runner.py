@@ -146,7 +146,7 @@ def _generate(loaded, task: Task, docs, contexts, fast_cpu: bool, progress: bool
         references = [str(g) for g in gold] if isinstance(gold, list) else [str(gold)]
         scores, filtered = {}, {}
         for pipeline in spec.filters:
-            answer = M.apply_filters(generated.text, [step.model_dump() for step in pipeline.filter])
+            answer = M.apply_filters(generated.text, [step.model_dump(exclude_none=True) for step in pipeline.filter])
             filtered[pipeline.name] = answer
             for m in spec.metrics:
                 options = m.model_dump(include=M.EXACT_MATCH_OPTIONS)

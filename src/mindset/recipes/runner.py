@@ -13,6 +13,7 @@ from rich.console import Console
 
 import mindset
 from mindset.configfile import load_yaml, validate
+from mindset.errors import MindsetError
 from mindset.fileio import atomic_write_json, atomic_write_text
 from mindset.recipes.config import RecipeConfig, plan_steps
 from mindset.runcontext import RunContext
@@ -35,6 +36,8 @@ def run_recipe(
 ) -> RunResult:
     path = Path(path)
     doc = load_yaml(path)
+    if doc.data is None:
+        raise MindsetError(f"{path}: the file is empty; a recipe is a mapping with model and steps")
     config = validate(RecipeConfig, doc.data, doc)
     steps = plan_steps(config, doc)  # every step name and parameter is checked before any work starts
     run_name = name or config.name or path.stem
