@@ -22,8 +22,8 @@ class TraceParams(BaseModel):
 class CircuitsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    suite: str = Field("modus_ponens", description="a shipped task name or an lm-eval task .yaml")
-    granularity: str = Field("head", pattern="^(head|attn|mlp|layer)$")
+    suite: str = Field("capitals", description="a shipped task name or an lm-eval task .yaml")
+    granularity: str = Field("layer", pattern="^(head|attn|mlp|layer)$")
     method: str = Field("zero", pattern="^(zero|mean|resample)$")
     components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
     limit: int = Field(20, ge=1, description="documents of the suite")

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from mindset.cli import interrupt
 from mindset.cli.common import console, err_console, state
 from mindset.errors import MindsetError
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=interrupt.InterruptibleGroup,
 )
 
 COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "surgery", "memory", "merge", "map", "circuits")
@@ -53,3 +55,8 @@ def main() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except interrupt.Interrupted:
+        if state["debug"]:
+            raise
+        err_console.print(interrupt.message(sys.argv[1:]), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt.EXIT_CODE)

@@ -19,14 +19,15 @@ def _out(out: Optional[Path], model: str, what: str) -> Path:
 @circuits_app.command("map")
 def map_command(
     model: str = ModelArg,
-    suite: str = typer.Option("modus_ponens", "--suite", "-s", help="a shipped task (modus_ponens, capitals, ordering, ...) or an lm-eval task .yaml"),
-    granularity: str = typer.Option("head", "--granularity", "-g", help="head, attn, mlp or layer"),
+    suite: str = typer.Option("capitals", "--suite", "-s", help="a shipped task (capitals, ordering, modus_ponens, ...) or an lm-eval task .yaml"),
+    granularity: str = typer.Option("layer", "--granularity", "-g", help="layer, mlp, attn or head (head: one run per head, slow)"),
     method: str = typer.Option("zero", "--method", "-m", help="zero, mean or resample ablation"),
     components: Optional[list[str]] = typer.Option(None, "--component", "-c", help="measure only these (repeatable): L3, L3.attn, L3.mlp, L3.H2"),
     limit: int = typer.Option(20, "--limit", help="documents of the suite"),
     top: int = typer.Option(20, "--top", help="rows of the printed table"),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for importance.json/.md/.png (default runs/circuits/<model>/<suite>-<granularity>-<method>)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing map in the output folder"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
@@ -34,15 +35,17 @@ def map_command(
     import warnings
 
     from mindset.circuits import ChanceWarning, importance
+    from mindset.circuits.importance import map_granularity
+    from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
+    folder = check_output(_out(out, model, f"{Path(suite).stem}-{map_granularity(loaded.model, granularity, components)}-{method}"), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, suite, granularity, method, components=components, limit=limit or None, seed=seed, progress=True)
     for w in caught:
         if issubclass(w.category, ChanceWarning):
             err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
-    folder = _out(out, model, f"{Path(suite).stem}-{result.granularity}-{method}")
     paths = result.save(folder)
     console.print(result.rich(top))
     console.print(f"map written to [bold]{paths['json']}[/], table {paths['markdown'].name}, heatmap {paths['png'].name}")

@@ -57,21 +57,33 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="seed of the generated suites"),
     size: int = typer.Option(200, "--size", help="generated test documents per shipped task"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/eval; for compare: beside the first run)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder (compare: its comparison files)"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
     if models and models[0] == "compare":
-        return _compare(models[1:], out)
-    from mindset.evaluate.compare import comparison, table, write_comparison
-    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
+        return _compare(models[1:], out, overwrite)
+    from mindset.evaluate.compare import table
+    from mindset.fileio import atomic_folder, check_output
     from mindset.tables import rich_table
 
     if limit is not None and limit < 0:
         raise MindsetError("--limit: must be 0 (all documents) or more")
-    out = out or Path("runs/eval")
+    out = check_output(out or Path("runs/eval"), overwrite)
+    with atomic_folder(out, replace=overwrite) as tmp:  # nothing half-written: the folder appears when every model is scored
+        data = _eval_models(models, tmp, tasks, seed, size, limit, num_fewshot, device, dtype)
+    headers, rows = table(data)
+    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
+    console.print(f"wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
+
+
+def _eval_models(models: list[str], out: Path, tasks: str, seed: int, size: int, limit, num_fewshot, device: str, dtype: str) -> dict:
+    from mindset.evaluate.compare import comparison, write_comparison
+    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, run_names, save_run
+
     files = resolve_tasks(tasks, out / "tasks", seed=seed, n_test=size)
     runs = []
-    for spec in models:
+    for spec, (label, folder) in zip(models, run_names(models)):
         loaded = load_model(spec, device, dtype)
         console.print(f"[bold]{loaded.source.describe()}[/]")
 
@@ -80,36 +92,29 @@ def eval_command(
             console.print(f"  {result.task}: {line} (n={result.n}, {result.seconds:.0f} s)")
 
         run = evaluate_model(loaded, files, limit=limit or None, num_fewshot=num_fewshot, progress=True, on_task=done, warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}"))
-        folder = out / _slug(spec)
-        save_run(run, folder)
-        runs.append({**run.as_dict(), "label": _slug(spec)})
+        save_run(run, out / folder, label=label)
+        runs.append({**run.as_dict(), "label": label})
     data = comparison(runs)
-    headers, rows = table(data)
-    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out)
-    console.print(f"wrote {md} and {js}")
+    write_comparison(data, out)
+    return data
 
 
-def _compare(folders: list[str], out: Optional[Path]) -> None:
+def _compare(folders: list[str], out: Optional[Path], overwrite: bool = False) -> None:
     from mindset.evaluate.compare import comparison, table, write_comparison
     from mindset.evaluate.evaluation import load_run
+    from mindset.fileio import check_output
     from mindset.tables import rich_table
 
     if not folders:
         raise MindsetError("mindset eval compare needs run folders: mindset eval compare RUNDIR...")
     runs = [load_run(f) for f in folders]
+    out = out or Path(folders[0]).resolve().parent
+    check_output(out / "comparison.md", overwrite)
     data = comparison(runs)
     headers, rows = table(data)
     console.print(rich_table("Comparison (mean ± standard error; Δ vs the first run, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out or Path(folders[0]).resolve().parent)
+    md, js = write_comparison(data, out)
     console.print(f"wrote {md} and {js}")
-
-
-def _slug(spec: str) -> str:
-    import re
-
-    name = Path(spec.rstrip("/")).name or spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 
 
 def register(app: typer.Typer) -> None:

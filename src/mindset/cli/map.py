@@ -9,6 +9,7 @@ import typer
 
 from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
 from mindset.errors import MindsetError
+from mindset.fileio import atomic_folder, check_output
 
 MAP_HELP = """Map how a model lays out prompts: each item's last-token hidden state, in 2-D, in a web page.
 
@@ -39,6 +40,7 @@ def map_command(
     serve: bool = typer.Option(False, "--serve", help="serve the page with live sampling on localhost"),
     host: str = typer.Option("127.0.0.1", "--host", help="address for --serve (loopback by default)"),
     port: int = typer.Option(8765, "--port", help="port for --serve"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing map in OUT"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
@@ -57,6 +59,7 @@ def map_command(
         settings = params_from_options(MapSettings, names, data=split_sources(data), layer=layer, limit=limit or None,
                                        splits=[s.strip() for s in splits.split(",") if s.strip()], method=method, seed=seed, encode=encode,
                                        paths=paths, batch_tokens=batch_tokens, cache=cache, use_cache=not no_cache)
+        check_output(out, overwrite)
     elif not (out / "layout.json").exists():
         raise MindsetError(f"{out} holds no map to serve; build one with --data first")
     loaded = load_model(model, device, dtype)
@@ -64,7 +67,8 @@ def map_command(
         from mindset.map.build import build_map
 
         other = load_model(compare, device, dtype) if compare else None
-        summary = build_map(loaded, out, settings, compare=other, say=lambda m: console.print(m, highlight=False))
+        with atomic_folder(out, replace=overwrite) as tmp:  # an interrupted build leaves no half map
+            summary = build_map(loaded, tmp, settings, compare=other, say=lambda m: console.print(m, highlight=False))
         console.print(f"[bold]{summary['points']}[/] points, {summary['method']} layout, layer {summary['layer']}, "
                       f"{summary['seconds']['total']:.0f} s: open {out / 'index.html'}", highlight=False)
         if compare:
@@ -80,19 +84,18 @@ def map_command(
 def _serve(loaded, out: Path, host: str, port: int) -> None:
     import json
 
-    import uvicorn
-
-    from mindset.cli.serve import _is_loopback
     from mindset.map.cache import model_fingerprint
     from mindset.map.server import create_map_app
+    from mindset.serve.net import bind, is_loopback, run
 
     mapped = json.loads((out / "layout.json").read_text()).get("fingerprints", [])
     if mapped and model_fingerprint(loaded) != mapped[0]:
         err_console.print(f"[yellow]warning:[/] {out} was built with another model than {loaded.name}; new points may land in odd places")
-    if not _is_loopback(host):
+    sock = bind(host, port)
+    if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network")
     err_console.print(f"map of [bold]{loaded.name}[/] with live sampling at http://{host}:{port}/  (Ctrl-C stops)")
-    uvicorn.run(create_map_app(loaded, out), host=host, port=port, log_level="warning")
+    run(create_map_app(loaded, out), sock)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,12 +15,13 @@ def run(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
     name: Optional[str] = typer.Option(None, help="run folder name (default: the recipe's name)"),
     device: Optional[str] = typer.Option(None, help="override the recipe's device"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="run again into an existing run folder (each step replaces its outputs)"),
 ) -> None:
     """Run a recipe: its steps in order, writing runs/<name>/ with config, metrics.json and report.md."""
     quiet_transformers()
     from mindset.recipes import run_recipe
 
-    run_recipe(recipe, runs_dir=runs_dir, name=name, device=device, console=console)
+    run_recipe(recipe, runs_dir=runs_dir, name=name, device=device, console=console, overwrite=overwrite)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, load_model
 from mindset.errors import MindsetError
+from mindset.fileio import check_output
 
 surgery_app = typer.Typer(help="Change a model's structure and save the result as a model folder.", no_args_is_help=True)
 OutputOpt = typer.Option(..., "--output", "-o", help="folder to write the changed model to")
@@ -95,8 +96,7 @@ def knn_lm(
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise MindsetError(f"{output} exists; choose another folder or pass --overwrite")
+    check_output(output, overwrite)
 
 
 def register(app: typer.Typer) -> None:

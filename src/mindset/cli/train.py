@@ -32,6 +32,7 @@ def distill(
     checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete an existing run folder of this name and start again"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the student"),
     device: str = typer.Option("auto"),
     protect_suite: Optional[list[str]] = typer.Option(
@@ -87,7 +88,7 @@ def distill(
         for note in protection.notes:
             err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     teacher_model = load_model(teacher, str(student_model.device), str(student_model.dtype).removeprefix("torch."))
-    result = run_distill(student_model, teacher_model, config, runs_dir=runs_dir, resume=resume, protection=protection)
+    result = run_distill(student_model, teacher_model, config, runs_dir=runs_dir, resume=resume, protection=protection, overwrite=overwrite)
     console.print(
         f"trained {result.trainable_params:,} of {result.total_params:,} parameters for {result.steps} steps in {result.seconds:.0f} s; "
         f"student saved to [bold]{result.student_dir}[/]"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import shutil
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from mindset.errors import MindsetError
-from mindset.fileio import atomic_write_json
+from mindset.fileio import atomic_write_json, check_output
 from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
 from mindset.train.config import DistillConfig
 from mindset.train.data import StepBatches, read_training_text, token_blocks
@@ -91,6 +93,24 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.stem.split("=")[1]), default=None)
 
 
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from (None: a fresh run), after the existing-output rule.
+
+    A fresh run refuses a run folder that holds anything unless `overwrite`, which deletes it first (its
+    old checkpoints would otherwise mix with the new run's); `resume` needs a complete checkpoint.
+    """
+    resume_from = latest_checkpoint(run_dir / "checkpoints")
+    if resume:
+        if resume_from is None:
+            raise MindsetError(f"nothing to resume: {run_dir / 'checkpoints'} holds no complete checkpoint; start again with --overwrite")
+        return resume_from
+    if resume_from is not None and not overwrite:
+        raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume), choose another name or pass --overwrite")
+    check_output(run_dir, overwrite)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
+
+
 def _checkpoint_step(path: Path) -> int:
     tree = json.loads((path / TREE).read_text())
     return next(v for k, v in tree["__dict__"] if k == "global_step")
@@ -106,6 +126,7 @@ def distill(
     callbacks: Sequence[Any] = (),
     progress: bool = True,
     protection: Any = None,
+    overwrite: bool = False,
 ) -> DistillResult:
     """Distill `teacher` (a LoadedModel) into `student` (a LoadedModel, trained in place).
 
@@ -132,11 +153,7 @@ def distill(
     check_memory(student, config)
     run_dir = Path(runs_dir) / config.name
     checkpoints = run_dir / "checkpoints"
-    resume_from = latest_checkpoint(checkpoints)
-    if resume and resume_from is None:
-        raise MindsetError(f"nothing to resume: {checkpoints} holds no complete checkpoint")
-    if not resume and resume_from is not None:
-        raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another name")
+    resume_from = claim_run_dir(run_dir, resume, overwrite)
     start_step = _checkpoint_step(resume_from) if resume else 0
 
     trainable = select_trainable(student.model, config.trainable)
@@ -190,6 +207,11 @@ def distill(
         warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|infinite|LeafSpec|exists and is not empty).*")
         try:
             trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume_from) if resume else None)
+        except SystemExit:  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1): make it Ctrl-C again
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from then on
+            raise KeyboardInterrupt from None
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
                 raise

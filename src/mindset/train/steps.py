@@ -30,7 +30,8 @@ def distill_step(ctx: RunContext, params: DistillParams) -> dict:
     ctx.console.print(f"teacher: [bold]{teacher_spec}[/]")
     teacher = load(teacher_spec, device=ctx.loaded.device, dtype=ctx.loaded.dtype)
     config = DistillConfig(**params.model_dump(exclude={"teacher", "resume", "protect"}))
-    result = distill(ctx.loaded, teacher, config, runs_dir=ctx.run_dir, resume=params.resume, progress=ctx.progress, protection=protection)
+    result = distill(ctx.loaded, teacher, config, runs_dir=ctx.run_dir, resume=params.resume, progress=ctx.progress, protection=protection,
+                     overwrite=True)  # a recipe run folder is claimed once, by `mindset run`
     del teacher
     metrics = result.metrics
     rows = [
