@@ -96,6 +96,11 @@ def test_export_command_and_recipe_step(cli, tmp_path, private_home):
     assert code == 0 and (tmp_path / "cli.gguf").exists() and (tmp_path / "Modelfile").exists()
     code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "x.gguf"), "--dtype", "q4")
     assert code == 2 and "--dtype" in err
+    before = (tmp_path / "cli.gguf").stat().st_mtime_ns
+    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--dtype", "f32")
+    assert code == 2 and "cli.gguf exists; choose another output path or pass --overwrite" in err
+    assert (tmp_path / "cli.gguf").stat().st_mtime_ns == before
+    assert cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--dtype", "f32", "--overwrite")[0] == 0
 
     from mindset.recipes import run_recipe
 
