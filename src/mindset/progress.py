@@ -33,6 +33,7 @@ class Progress:
         self.done = 0
         self.started = self.last_line = time.perf_counter()
         self.lines = 0
+        self._said = 0  # work done at the last plain line
         self._bar = self._task = None
         self.enabled = enabled
         if enabled and stderr_is_terminal():
@@ -57,6 +58,7 @@ class Progress:
     def _say(self) -> None:
         print(self.line(), file=sys.stderr, flush=True)
         self.lines += 1
+        self._said = self.done
         self.last_line = time.perf_counter()
 
     def advance(self, n: int = 1) -> None:
@@ -72,7 +74,7 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif self.enabled and self.lines and self.done == self.total:
+        elif self.enabled and self.lines and self.done == self.total and self._said != self.done:
             self._say()
         self.enabled = False
 

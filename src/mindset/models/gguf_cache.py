@@ -82,7 +82,7 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     if (folder / SOURCE_RECORD).exists():
         return folder
     model, tokenizer = dequantize_gguf(gguf_path)
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp, _mindset_progress():
         save_folder(model, tokenizer, tmp)
         record = {"gguf": str(gguf_path.resolve()), "size": gguf_path.stat().st_size, "sha256": _sha256(gguf_path)}
         (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
