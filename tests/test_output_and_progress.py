@@ -41,3 +41,13 @@ def test_ppl_reports_progress_in_a_pipe(cli, monkeypatch):
     monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
     code, _, err = cli("ppl", "tiny-llama", "--max-tokens", "200", "--context", "64")
     assert code == 0 and "perplexity: 1/" in err and " windows (" in err
+
+
+def test_distill_reports_steps_in_a_pipe(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    code, _, err = cli("distill", "--student", "tiny-llama@0", "--teacher", "tiny-llama@1", "--runs-dir", str(tmp_path), "--steps", "3",
+                       "--batch-size", "2", "--seq-len", "16", "--max-train-tokens", "2000", "--device", "cpu")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("distill: ")]
+    assert [line.split(" (")[0] for line in lines] == ["distill: 1/3 steps", "distill: 2/3 steps", "distill: 3/3 steps"]
+    assert ", loss " in lines[-1]

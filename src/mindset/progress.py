@@ -33,6 +33,7 @@ class Progress:
         self.done = 0
         self.started = self.last_line = time.perf_counter()
         self.lines = 0
+        self.note = ""  # appended to plain lines, e.g. the latest loss
         self._said = 0  # work done at the last plain line
         self._bar = self._task = None
         self.enabled = enabled
@@ -53,7 +54,8 @@ class Progress:
     def line(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        return f"{self.description}: {self.done}/{self.total}{unit}{percent} {time.perf_counter() - self.started:.1f} s"
+        note = f", {self.note}" if self.note else ""
+        return f"{self.description}: {self.done}/{self.total}{unit}{percent} {time.perf_counter() - self.started:.1f} s{note}"
 
     def _say(self) -> None:
         print(self.line(), file=sys.stderr, flush=True)

@@ -137,12 +137,13 @@ def distill(
     failures rolled back); its checks and rollbacks also go to protection.json.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from mindset.models import save
     from mindset.train.callbacks import ValidPerplexity
     from mindset.train.module import DistillModule
+    from mindset.train.progress_bar import progress_bar
 
     config = config or DistillConfig()
     if teacher is None:
@@ -180,7 +181,7 @@ def distill(
         monitor="step",
         mode="max",
     )
-    extra = [RichProgressBar(leave=True)] if progress else []
+    extra = [progress_bar()] if progress else []  # rich on a terminal, plain lines in a pipe
     if protection is not None:
         extra.append(protection.callback())
     if config.valid_every:
