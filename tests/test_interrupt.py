@@ -64,6 +64,10 @@ def test_an_interrupted_recipe_says_so_in_its_report(cli, tmp_path, monkeypatch)
     assert "status: failed in step 2 (ppl): interrupted (Ctrl-C)" in report
     code, _, err = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"))
     assert code == 2 and "cut exists; choose another output path or pass --overwrite" in err
+    monkeypatch.undo()
+    code, _, err = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"), "--overwrite")
+    assert code == 0, err
+    assert "status: completed" in (tmp_path / "runs" / "cut" / "report.md").read_text()
 
 
 def test_an_interrupted_map_writes_nothing(cli, tmp_path, monkeypatch):

@@ -51,3 +51,11 @@ def test_distill_reports_steps_in_a_pipe(cli, tmp_path, monkeypatch):
     lines = [line for line in err.splitlines() if line.startswith("distill: ")]
     assert [line.split(" (")[0] for line in lines] == ["distill: 1/3 steps", "distill: 2/3 steps", "distill: 3/3 steps"]
     assert ", loss " in lines[-1]
+
+
+def test_map_reports_encoding_in_a_pipe(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    monkeypatch.setenv("MINDSET_HOME", str(tmp_path / "home"))
+    code, _, err = cli("map", "tiny-llama", "--data", "counting", "--limit", "3", "--method", "pca", "-o", str(tmp_path / "map"))
+    assert code == 0, err
+    assert "encoding: 3/3 items (100%)" in err and "\n\n" not in err
