@@ -98,3 +98,12 @@ def test_sigint_to_a_running_command(tmp_path):
     assert child.returncode in (130, -signal.SIGINT), (child.returncode, err)
     assert err.strip().splitlines()[-1] == "interrupted; nothing was written"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hints_per_command():
+    from mindset.cli.interrupt import message
+
+    assert message(["distill", "--student", "my model", "--overwrite"]) == (
+        "interrupted; run `mindset distill --student 'my model' --resume` to continue from the last checkpoint")
+    assert message(["--debug", "merge", "m.yaml", "-o", "out"]) == "interrupted; nothing was written"
+    assert message(["ppl", "smollm2-135m"]) == "interrupted"

@@ -37,7 +37,8 @@ def _with_flag(args: list[str], flag: str) -> list[str]:
 
 
 def _distill(args: list[str]) -> str:
-    return f"run `{_command(_with_flag(args, '--resume'))}` to continue from the last checkpoint"
+    again = [a for a in args if a != "--overwrite"]  # resuming must not delete the run it resumes
+    return f"run `{_command(_with_flag(again, '--resume'))}` to continue from the last checkpoint"
 
 
 def _run(args: list[str]) -> str:
@@ -45,14 +46,14 @@ def _run(args: list[str]) -> str:
 
 
 def _nothing_written(args: list[str]) -> str:
+    """These commands write to a temporary name and rename at the end, so an interrupted one left nothing."""
     return "nothing was written"
 
 
 HINTS: dict[str, Callable[[list[str]], str | None]] = {
     "distill": _distill,
     "run": _run,
-    "eval": _nothing_written,
-    "map": _nothing_written,
+    **dict.fromkeys(("eval", "map", "circuits", "merge", "export", "surgery"), _nothing_written),
 }
 
 
