@@ -82,7 +82,7 @@ def test_recipe_step_with_protect(tmp_path, monkeypatch):
     assert protection["protected"] == ["L0.mlp", "L1.mlp"] and len(protection["history"]) == 7
     assert protection["events"], "max_drop 0 at lr 0.05 should have rolled back at least once"
     assert "## Protected training" in report and "### Protected components" in report and "### Rollbacks" in report
-    assert "| L0.mlp | L0.mlp: Δ log-prob" in report
+    assert "| L0.mlp | L0.mlp: log-prob drop" in report
     assert "![canary accuracy](guarded/canaries.png)" in report and (result.run_dir / "guarded" / "canaries.png").is_file()
     assert step["protection"]["rollbacks"] == len(protection["events"]) and step["protection"]["protected"] == ["L0.mlp", "L1.mlp"]
 

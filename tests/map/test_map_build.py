@@ -134,17 +134,23 @@ def test_cli_builds_a_map_and_explains_bad_input(cli, tmp_path, map_home, labell
     assert code == 0, stderr
     assert "18 points" in stdout and (out / "index.html").exists()
     assert json.loads((out / "map.json").read_text())["settings"]["method"] == "pca"
+    fresh = str(tmp_path / "fresh")  # OUT holds a map now, which only --overwrite replaces
     cases = [
-        (["map", "tiny-llama", "-o", str(out)], "--data is required"),
-        (["map", "tiny-llama", "--data", "capitols", "-o", str(out)], "did you mean 'capitals'"),
-        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--layer", "9", "-o", str(out)], "layer 9 does not exist"),
-        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--method", "tsne", "-o", str(out)], "--method"),
+        (["map", "tiny-llama", "-o", fresh], "--data is required"),
+        (["map", "tiny-llama", "--data", "capitols", "-o", fresh], "did you mean 'capitals'"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--layer", "9", "-o", fresh], "layer 9 does not exist"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--method", "tsne", "-o", fresh], "--method"),
         (["map", "tiny-llama", "--serve", "-o", str(tmp_path / "empty")], "holds no map to serve"),
-        (["map", "tiny-llama", "--data", str(tmp_path / "missing.jsonl"), "-o", str(out)], "no such data file"),
+        (["map", "tiny-llama", "--data", str(tmp_path / "missing.jsonl"), "-o", fresh], "no such data file"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "-o", str(out)], "cli-map exists; choose another output path or pass --overwrite"),
     ]
     for args, message in cases:
         code, _, stderr = cli(*args)
         assert code == 2 and message in stderr, (args, stderr)
+    assert not (tmp_path / "fresh").exists()
+    code, _, stderr = cli("map", "tiny-llama", "--data", str(labelled_jsonl), "-o", str(out), "--method", "umap", "--overwrite")
+    assert code == 0, stderr
+    assert json.loads((out / "map.json").read_text())["settings"]["method"] == "umap"
 
 
 def test_recipe_step_map(tmp_path, map_home, labelled_jsonl, monkeypatch):

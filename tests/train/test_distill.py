@@ -218,8 +218,9 @@ def test_invalid_settings_are_rejected():
         DistillConfig(temperature=0)
 
 
-def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys):
+def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys, monkeypatch):
     """Lightning's own bar said `Epoch 0/-2` (max_epochs=-1 when training by steps); the bar counts steps."""
+    monkeypatch.setattr("mindset.train.progress_bar.stderr_is_terminal", lambda: True)  # the rich bar: a terminal's
     student, teacher = pair()
     distill(student, teacher, DistillConfig(name="bar", **{**SMALL, "steps": 3}), runs_dir=tmp_path, progress=True)
     shown = capsys.readouterr()

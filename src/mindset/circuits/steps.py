@@ -22,8 +22,8 @@ class TraceParams(BaseModel):
 class CircuitsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    suite: str = Field("modus_ponens", description="a shipped task (modus_ponens, capitals, ordering, ...) or an lm-eval task .yaml")
-    granularity: str = Field("head", pattern="^(head|attn|mlp|layer)$", description="ablate each: head, attn, mlp or layer")
+    suite: str = Field("capitals", description="a shipped task (capitals, ordering, modus_ponens, ...) or an lm-eval task .yaml")
+    granularity: str = Field("layer", pattern="^(head|attn|mlp|layer)$", description="ablate each: layer, mlp, attn or head (head: one run per head, slow)")
     method: str = Field("zero", pattern="^(zero|mean|resample)$", description="zero, mean or resample ablation")
     components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
     limit: int = Field(20, ge=1, description="documents of the suite")

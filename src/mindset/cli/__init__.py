@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.models import DefaultPlaceholder
 
+from mindset.cli import interrupt
 from mindset.cli.common import console, err_console, state
 from mindset.errors import MindsetError
 
@@ -48,8 +49,8 @@ def _entries(module: str) -> list[tuple[str, str]]:
     return found
 
 
-class LazyCommands(TyperGroup):
-    """The top-level group: each command is built when it is looked up to run (or to show its own help); the
+class LazyCommands(interrupt.InterruptibleGroup):
+    """The top-level group (Ctrl-C goes through InterruptibleGroup): each command is built when it is looked up to run (or to show its own help); the
     listing in `mindset --help` uses placeholders that carry only a name and a help text."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -110,3 +111,8 @@ def main() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except interrupt.Interrupted:
+        if state["debug"]:
+            raise
+        err_console.print(interrupt.message(sys.argv[1:]), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt.EXIT_CODE)

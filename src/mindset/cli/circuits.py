@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ListOption, ModelArg, console, err_console, load_model, options_from, out_option
+from mindset.cli.common import DeviceOpt, DtypeOpt, ListOption, ModelArg, OverwriteOpt, console, err_console, load_model, options_from, out_option
 
 if TYPE_CHECKING:
     from mindset.circuits.steps import CircuitsParams, TraceParams
@@ -26,6 +26,7 @@ def _out(out: Optional[Path], model: str, what: str) -> Path:
 def map_command(
     model: str = ModelArg,
     out: Optional[Path] = out_option(None, "folder for importance.json/.md/.png (default runs/circuits/<model>/<suite>-<granularity>-<method>)"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     *,
@@ -35,8 +36,11 @@ def map_command(
     import warnings
 
     from mindset.circuits import ChanceWarning, importance
+    from mindset.circuits.importance import map_granularity
+    from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
+    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, params.suite, params.granularity, params.method, components=params.components, limit=params.limit, seed=params.seed,
@@ -44,7 +48,6 @@ def map_command(
     for w in caught:
         if issubclass(w.category, ChanceWarning):
             err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
-    folder = _out(out, model, f"{Path(params.suite).stem}-{result.granularity}-{params.method}")
     paths = result.save(folder)
     console.print(result.rich(params.top))
     console.print(f"map written to [bold]{paths['json']}[/], table {paths['markdown'].name}, heatmap {paths['png'].name}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, options_from, out_option
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, OverwriteOpt, console, err_console, load_model, options_from, out_option
 from mindset.errors import MindsetError
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ mindset eval MODEL... --tasks capitals,arithmetic,canaries|path/to/task.yaml
 mindset compare RUNDIR...  (the table again, from finished runs; RUNDIR is OUT/<model> or a recipe run)
 
 Tasks: mindset's suites (capitals, arithmetic, canaries = modus_ponens, syllogisms, negation, copying,
-counting, ordering) and lm-eval task YAML files with local data. Each model's results go to OUT/<model>/
+counting, ordering) and lm-eval task YAML files with local data. Each model's results go to its own OUT/<name>/
+(two models with the same folder name get <name> and <name>-2)
 (results.json, samples.jsonl), the table to OUT/comparison.md and comparison.json.
 """
 
@@ -46,20 +47,32 @@ counting, ordering) and lm-eval task YAML files with local data. Each model's re
 def eval_command(
     models: list[str] = typer.Argument(..., help="model specs: names, HF model folders or .gguf files"),
     out: Optional[Path] = out_option(None, "output folder (default runs/eval)"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     *,
     params: EvalParams,
 ) -> None:
-    from mindset.evaluate.compare import comparison, table, write_comparison
-    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
+    from mindset.evaluate.compare import table
+    from mindset.fileio import atomic_folder, check_output
     from mindset.tables import rich_table
 
     _no_compare_model(models)
-    out = out or Path("runs/eval")
+    out = check_output(out or Path("runs/eval"), overwrite)
+    with atomic_folder(out, replace=overwrite) as tmp:  # nothing half-written: the folder appears when every model is scored
+        data = _eval_models(models, tmp, params, device, dtype)
+    headers, rows = table(data)
+    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
+    console.print(f"wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
+
+
+def _eval_models(models: list[str], out: Path, params: EvalParams, device: str, dtype: str) -> dict:
+    from mindset.evaluate.compare import comparison, write_comparison
+    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, run_names, save_run
+
     files = resolve_tasks(params.tasks, out / "tasks", seed=params.seed, n_test=params.size)
     runs = []
-    for spec in models:
+    for spec, (label, folder) in zip(models, run_names(models)):
         loaded = load_model(spec, device, dtype)
         console.print(f"[bold]{loaded.source.describe()}[/]")
 
@@ -68,14 +81,11 @@ def eval_command(
             console.print(f"  {result.task}: {line} (n={result.n}, {result.seconds:.0f} s)")
 
         run = evaluate_model(loaded, files, limit=params.limit, num_fewshot=params.num_fewshot, progress=True, on_task=done, warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}"))
-        folder = out / _slug(spec)
-        save_run(run, folder)
-        runs.append({**run.as_dict(), "label": _slug(spec)})
+        save_run(run, out / folder, label=label)
+        runs.append({**run.as_dict(), "label": label})
     data = comparison(runs)
-    headers, rows = table(data)
-    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out)
-    console.print(f"wrote {md} and {js}")
+    write_comparison(data, out)
+    return data
 
 
 def _no_compare_model(models: list[str]) -> None:
@@ -87,27 +97,24 @@ def _no_compare_model(models: list[str]) -> None:
 def compare(
     folders: Optional[list[str]] = typer.Argument(None, help="finished runs: OUT/<model> folders of mindset eval, or recipe run folders", show_default=False),
     out: Optional[Path] = out_option(None, "folder for comparison.md and comparison.json (default: beside the first run)"),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """The evaluation table again, from finished runs (mindset eval's OUT/<model> folders or recipe runs)."""
     from mindset.evaluate.compare import comparison, table, write_comparison
     from mindset.evaluate.evaluation import load_run
+    from mindset.fileio import check_output
     from mindset.tables import rich_table
 
     if not folders:
         raise MindsetError("mindset compare needs run folders: mindset compare RUNDIR...")
     runs = [load_run(f) for f in folders]
+    out = out or Path(folders[0]).resolve().parent
+    check_output(out / "comparison.md", overwrite)
     data = comparison(runs)
     headers, rows = table(data)
     console.print(rich_table("Comparison (mean ± standard error; Δ vs the first run, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out or Path(folders[0]).resolve().parent)
+    md, js = write_comparison(data, out)
     console.print(f"wrote {md} and {js}")
-
-
-def _slug(spec: str) -> str:
-    import re
-
-    name = Path(spec.rstrip("/")).name or spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 
 
 def register(app: typer.Typer) -> None:

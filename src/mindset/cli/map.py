@@ -20,6 +20,7 @@ from mindset.cli.common import (
     params_from_options,
 )
 from mindset.errors import MindsetError
+from mindset.fileio import atomic_folder, check_output
 
 if TYPE_CHECKING:
     from mindset.map.build import MapSettings
@@ -45,6 +46,7 @@ def map_command(
     serve: bool = typer.Option(False, "--serve", help="serve the page with live sampling on localhost"),
     host: str = typer.Option("127.0.0.1", "--host", help="address for --serve (loopback by default)"),
     port: int = typer.Option(8765, "--port", help="port for --serve"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing map in OUT"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     *,
@@ -58,6 +60,7 @@ def map_command(
         from mindset.map.sources import check_sources, split_sources
 
         settings = params_from_options(type(settings), {"data": "--data"}, **(settings.model_dump() | {"data": check_sources(split_sources(data), settings.limit)}))
+        check_output(out, overwrite)
     else:
         settings = None
     if settings is None and not (out / "layout.json").exists():
@@ -67,7 +70,8 @@ def map_command(
         from mindset.map.build import build_map
 
         other = load_model(compare, device, dtype) if compare else None
-        summary = build_map(loaded, out, settings, compare=other, say=lambda m: console.print(m, highlight=False))
+        with atomic_folder(out, replace=overwrite) as tmp:  # an interrupted build leaves no half map
+            summary = build_map(loaded, tmp, settings, compare=other, say=lambda m: console.print(m, highlight=False))
         console.print(f"[bold]{summary['points']}[/] points, {summary['method']} layout, layer {summary['layer']}, "
                       f"{summary['seconds']['total']:.0f} s: open {out / 'index.html'}", highlight=False)
         if compare:
@@ -83,19 +87,18 @@ def map_command(
 def _serve(loaded, out: Path, host: str, port: int) -> None:
     import json
 
-    import uvicorn
-
-    from mindset.cli.serve import _is_loopback
     from mindset.map.cache import model_fingerprint
     from mindset.map.server import create_map_app
+    from mindset.serve.net import bind, is_loopback, run
 
     mapped = json.loads((out / "layout.json").read_text()).get("fingerprints", [])
     if mapped and model_fingerprint(loaded) != mapped[0]:
         err_console.print(f"[yellow]warning:[/] {out} was built with another model than {loaded.name}; new points may land in odd places")
-    if not _is_loopback(host):
+    sock = bind(host, port)
+    if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network")
     err_console.print(f"map of [bold]{loaded.name}[/] with live sampling at http://{host}:{port}/  (Ctrl-C stops)")
-    uvicorn.run(create_map_app(loaded, out), host=host, port=port, log_level="warning")
+    run(create_map_app(loaded, out), sock)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, OverwriteOpt, console, load_model, options_from, out_option
 from mindset.errors import MindsetError
+from mindset.fileio import check_output
 
 if TYPE_CHECKING:
     from mindset.surgery.steps import FfnToMemoryParams
@@ -94,8 +95,7 @@ def knn_lm(
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise MindsetError(f"{output} exists; choose another folder or pass --overwrite")
+    check_output(output, overwrite)
 
 
 def register(app: typer.Typer) -> None:

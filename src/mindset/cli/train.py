@@ -25,6 +25,7 @@ def distill(
     teacher: str = typer.Option(DEFAULT_MODEL, help="the model to learn from"),
     out: Optional[Path] = out_option(None, "the run folder (default runs/<name>)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete an existing run folder of this name and start again"),
     *,
     config: DistillConfig,
     protect: Optional[ProtectOptions],
@@ -47,7 +48,7 @@ def distill(
         for note in protection.notes:
             err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     teacher_model = load_model(teacher, str(student_model.device), str(student_model.dtype).removeprefix("torch."))
-    result = run_distill(student_model, teacher_model, config, runs_dir=runs_dir, resume=resume, protection=protection)
+    result = run_distill(student_model, teacher_model, config, runs_dir=runs_dir, resume=resume, protection=protection, overwrite=overwrite)
     console.print(
         f"trained {result.trainable_params:,} of {result.total_params:,} parameters for {result.steps} steps in {result.seconds:.0f} s; "
         f"student saved to [bold]{result.student_dir}[/]"

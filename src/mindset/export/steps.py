@@ -20,7 +20,7 @@ class ExportParams(BaseModel):
 
 
 def export_step(ctx: RunContext, params: ExportParams) -> dict:
-    written = export_gguf(ctx.loaded, ctx.run_dir / params.filename, params.dtype, params.modelfile)
+    written = export_gguf(ctx.loaded, ctx.run_dir / params.filename, params.dtype, params.modelfile, overwrite=True)  # the run folder was claimed by `mindset run`
     ctx.console.print(f"wrote {written['gguf']} ({written['bytes'] / 2**20:.1f} MiB, {params.dtype})")
     lines = [f"- `{written['gguf']}` — {written['bytes'] / 2**20:.1f} MiB, {params.dtype}"]
     if "modelfile" in written:

@@ -20,6 +20,7 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import n_layers, text_config
+from mindset.progress import Progress
 
 DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass: bounds memory (all layers' states are kept)
 
@@ -122,7 +123,7 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     if todo:
         id_lists = [tokenized[i].ids for i in todo]
         starts = [tokenized[i].path_start if i in wanted_paths else None for i in todo]
-        bar = _Bar(len(todo), "encoding") if progress else None
+        bar = Progress(len(todo), "encoding", unit="items") if progress else None
         states, found = hidden_states(loaded.model, id_lists, layer, batch_tokens=batch_tokens, paths_from=starts, progress=bar.advance if bar else None)
         if bar:
             bar.close()
@@ -139,20 +140,3 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     if done:
         out[done] = cache.get([keys[i] for i in done])
     return out, paths, len(todo)
-
-
-class _Bar:
-    """A rich progress bar advanced by counts (hidden_states reports items per batch)."""
-
-    def __init__(self, total: int, description: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task(description, total=total)
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-
-    def close(self) -> None:
-        self.progress.stop()
