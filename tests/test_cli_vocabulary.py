@@ -242,7 +242,7 @@ def test_a_model_folder_named_compare_evaluates(cli, tmp_path, monkeypatch):
     assert code == 0, err
     assert (tmp_path / "ev" / "compare" / "results.json").is_file()
     assert {p.name for p in (tmp_path / "ev" / "tasks").iterdir()} == {"counting", "ordering"}  # repeated --tasks
-    code, out, _ = cli("compare", str(tmp_path / "ev" / "compare"))
+    code, out, _ = cli("compare", str(tmp_path / "ev" / "compare"), "-o", str(tmp_path / "table"))  # ev/comparison.md exists: not replaced
     assert code == 0 and "counting" in out
 
 

@@ -11,7 +11,7 @@ import pytest
 
 
 def _distill_args(runs_dir, *extra):
-    return ["distill", "--student", "tiny-llama@0", "--teacher", "tiny-llama@1", "--name", "cut", "--runs-dir", str(runs_dir),
+    return ["distill", "tiny-llama@0", "--teacher", "tiny-llama@1", "-o", str(runs_dir / "cut"),
             "--steps", "6", "--batch-size", "2", "--seq-len", "16", "--checkpoint-every", "2", "--max-train-tokens", "2000",
             "--device", "cpu", *extra]  # fmt: skip
 
@@ -30,7 +30,7 @@ def test_interrupted_distill_says_how_to_resume_and_the_hint_works(cli, tmp_path
     code, _, err = cli(*_distill_args(tmp_path))
     assert code == 130, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted; run `mindset distill --student tiny-llama@0") and last.endswith("--resume` to continue from the last checkpoint")
+    assert last.startswith("interrupted; run `mindset distill tiny-llama@0") and last.endswith("--resume` to continue from the last checkpoint")
     assert "Traceback" not in err and not (tmp_path / "cut" / "student").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning had left Ctrl-C ignored
     monkeypatch.setattr(DistillModule, "training_step", original)
@@ -57,15 +57,15 @@ def test_an_interrupted_recipe_says_so_in_its_report(cli, tmp_path, monkeypatch)
     monkeypatch.setattr(steps, "perplexity", interrupted)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: cut\nmodel: tiny-llama\nsteps:\n  - inspect\n  - ppl: {max_tokens: 100, context: 32}\n")
-    code, _, err = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"))
+    code, _, err = cli("run", str(recipe), "-o", str(tmp_path / "runs" / "cut"))
     assert code == 130
-    assert err.splitlines()[-1] == f"interrupted; report.md keeps the finished steps; `mindset run {recipe} --runs-dir {tmp_path / 'runs'} --overwrite` runs the recipe again"
+    assert err.splitlines()[-1] == f"interrupted; report.md keeps the finished steps; `mindset run {recipe} -o {tmp_path / 'runs' / 'cut'} --overwrite` runs the recipe again"
     report = (tmp_path / "runs" / "cut" / "report.md").read_text()
     assert "status: failed in step 2 (ppl): interrupted (Ctrl-C)" in report
-    code, _, err = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"))
+    code, _, err = cli("run", str(recipe), "-o", str(tmp_path / "runs" / "cut"))
     assert code == 2 and "cut exists; choose another output path or pass --overwrite" in err
     monkeypatch.undo()
-    code, _, err = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"), "--overwrite")
+    code, _, err = cli("run", str(recipe), "-o", str(tmp_path / "runs" / "cut"), "--overwrite")
     assert code == 0, err
     assert "status: completed" in (tmp_path / "runs" / "cut" / "report.md").read_text()
 
@@ -103,7 +103,7 @@ def test_sigint_to_a_running_command(tmp_path):
 def test_hints_per_command():
     from mindset.cli.interrupt import message
 
-    assert message(["distill", "--student", "my model", "--overwrite"]) == (
-        "interrupted; run `mindset distill --student 'my model' --resume` to continue from the last checkpoint")
+    assert message(["distill", "my model", "--overwrite"]) == (
+        "interrupted; run `mindset distill 'my model' --resume` to continue from the last checkpoint")
     assert message(["--debug", "merge", "m.yaml", "-o", "out"]) == "interrupted; nothing was written"
     assert message(["ppl", "smollm2-135m"]) == "interrupted"

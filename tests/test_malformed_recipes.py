@@ -58,7 +58,7 @@ CASES = mutations(base(), ACCEPTS, optional=OPTIONAL, open_mappings=OPEN) + [(na
 
 
 def run_cli(cli, tmp_path, path):
-    return cli("run", str(path), "--runs-dir", str(tmp_path / "runs"))
+    return cli("run", str(path), "-o", str(tmp_path / "runs" / "run"))
 
 
 @pytest.mark.parametrize("name,data", CASES, ids=[c[0] for c in CASES])

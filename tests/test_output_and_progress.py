@@ -45,7 +45,7 @@ def test_ppl_reports_progress_in_a_pipe(cli, monkeypatch):
 
 def test_distill_reports_steps_in_a_pipe(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
-    code, _, err = cli("distill", "--student", "tiny-llama@0", "--teacher", "tiny-llama@1", "--runs-dir", str(tmp_path), "--steps", "3",
+    code, _, err = cli("distill", "tiny-llama@0", "--teacher", "tiny-llama@1", "-o", str(tmp_path / "distill"), "--steps", "3",
                        "--batch-size", "2", "--seq-len", "16", "--max-train-tokens", "2000", "--device", "cpu")
     assert code == 0, err
     lines = [line for line in err.splitlines() if line.startswith("distill: ")]

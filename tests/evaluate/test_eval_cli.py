@@ -59,7 +59,7 @@ def test_models_with_the_same_folder_name_keep_their_own_results(cli, tmp_path):
     assert "a/student" in sources[0] and "b/student" in sources[1]
     table = json.loads((out / "comparison.json").read_text())
     assert table["models"] == ["student", "student (2)"]
-    code, _, stderr = cli("eval", "compare", str(out / "student"), str(out / "student-2"), "--out", str(tmp_path))
+    code, _, stderr = cli("compare", str(out / "student"), str(out / "student-2"), "--out", str(tmp_path))
     assert code == 0, stderr
     assert json.loads((tmp_path / "comparison.json").read_text()) == table
     assert (tmp_path / "comparison.md").read_text() == (out / "comparison.md").read_text()
@@ -72,7 +72,7 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(cli, tmp_path):
     code, _, err = cli("eval", "tiny-gpt2", "--tasks", "counting", "--limit", "2", "--out", str(out))
     assert code == 2 and "exists; choose another output path or pass --overwrite" in err
     assert (out / "comparison.md").read_text() == before and (out / "tiny-llama").is_dir()
-    code, _, err = cli("eval", "compare", str(out / "tiny-llama"), str(out / "tiny-gpt2"))
+    code, _, err = cli("compare", str(out / "tiny-llama"), str(out / "tiny-gpt2"))
     assert code == 2 and "comparison.md exists" in err
     code, _, err = cli("eval", "tiny-gpt2", "--tasks", "counting", "--limit", "2", "--out", str(out), "--overwrite")
     assert code == 0, err

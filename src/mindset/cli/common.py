@@ -84,7 +84,9 @@ def params_from_options(model_class, option_names: dict[str, str], **values: Any
 
 
 def _message(error: dict) -> str:
-    """pydantic's message, except that a choice written as a pattern ^(a|b|c)$ reads like a Literal's: 'a', 'b' or 'c'."""
+    """pydantic's message, except that a validator's ValueError reads as its own sentence and a choice written as a pattern ^(a|b|c)$ reads like a Literal's: 'a', 'b' or 'c'."""
+    if error["type"] == "value_error":  # a validator's own sentence, without pydantic's "Value error, " before it
+        return str((error.get("ctx") or {}).get("error", error["msg"]))
     match = re.fullmatch(CHOICE_PATTERN, str((error.get("ctx") or {}).get("pattern", "")))
     if error["type"] != "string_pattern_mismatch" or not match:
         return error["msg"]

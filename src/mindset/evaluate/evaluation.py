@@ -98,7 +98,7 @@ def run_names(specs: list[str]) -> list[tuple[str, str]]:
 
     Two specs can share a last path component (runs/a/student, runs/b/student): the second becomes column
     `student (2)` in folder `student-2`, so no run overwrites another. The label is stored in results.json,
-    which is how `eval compare` rebuilds the same columns from the folders.
+    which is how `mindset compare` rebuilds the same columns from the folders.
     """
     slugs = [_slug(spec) for spec in specs]
     labels, folders, seen = [], [], set()

@@ -69,7 +69,7 @@ class EvalParams(BaseModel):
 
 
 def eval_step(ctx: RunContext, params: EvalParams) -> dict:
-    """Score the current model; results in <run>/eval/ (what `mindset eval compare RUNDIR...` reads)."""
+    """Score the current model; results in <run>/eval/ (what `mindset compare RUNDIR...` reads)."""
     from mindset.evaluate.compare import comparison, table
     from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
 
