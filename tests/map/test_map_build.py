@@ -180,3 +180,21 @@ def test_path_vertices_are_rows_of_the_fitted_layout(tiny_llama, tmp_path, map_h
         np.testing.assert_allclose(path[:-1], fitted[a:b], atol=1e-4)
         np.testing.assert_allclose(path[-1], fitted[int(point)], atol=1e-4)
     assert max(abs(v) for path in page["paths"].values() for xy in path for v in xy) <= 1.0  # paths inside the frame too
+
+
+@pytest.mark.parametrize("missing", ["chromedriver", "selenium"])
+def test_screenshot_prerequisites_are_checked_before_the_model_loads(cli, tmp_path, monkeypatch, missing):
+    import sys
+
+    import mindset.map.browser
+    import mindset.models
+
+    loads = []
+    monkeypatch.setattr(mindset.models, "load", lambda *a, **k: loads.append(a) or pytest.fail("the model was loaded first"))
+    if missing == "chromedriver":
+        monkeypatch.setattr(mindset.map.browser, "CHROMEDRIVER", tmp_path / "no-chromedriver")
+    else:
+        monkeypatch.setitem(sys.modules, "selenium", None)  # import selenium raises ImportError
+    code, _, stderr = cli("map", "smollm2-135m", "--data", "capitals", "--screenshot", "-o", str(tmp_path / "m"))
+    assert code == 2 and loads == []
+    assert ("chromium-driver" if missing == "chromedriver" else "need selenium") in stderr and "Traceback" not in stderr
