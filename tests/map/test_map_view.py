@@ -5,6 +5,7 @@ them, `window.mindsetMap.view()`), and the screenshot shows each point's colour 
 
 import numpy as np
 import pytest
+from map_helpers import read_page_data
 
 from mindset.map.browser import CHROMEDRIVER, CHROMIUM, canvas_pixels, open_map, severe_logs, start_chromium, wait_for
 from mindset.map.build import MapSettings, build_map
@@ -96,16 +97,33 @@ def check_every_point_is_shown(driver, png) -> dict:
     return view
 
 
+def shown_vertices(driver, page, view) -> np.ndarray:
+    """Screen positions of the points and, when the paths are shown, of every path vertex: the page draws data
+    (x, y) at (a x + b, c - a y), and a, b, c are read off the points' own projected positions."""
+    xy, screen = np.stack([page["x"], page["y"]], axis=1), np.array(view["positions"], dtype=float)
+    ones, zeros = np.ones(len(xy)), np.zeros(len(xy))
+    system = np.concatenate([np.stack([xy[:, 0], ones, zeros], 1), np.stack([-xy[:, 1], zeros, ones], 1)])
+    (a, b, c), *_ = np.linalg.lstsq(system, np.concatenate([screen[:, 0], screen[:, 1]]), rcond=None)
+    assert np.abs(system @ [a, b, c] - np.concatenate([screen[:, 0], screen[:, 1]])).max() < 0.5  # the map is that simple
+    vertices = [xy]
+    if driver.execute_script("return document.getElementById('show-paths').checked"):
+        vertices += [np.array(path) for path in page["paths"].values()]
+    data = np.concatenate(vertices)
+    return np.stack([a * data[:, 0] + b, c - a * data[:, 1]], axis=1)
+
+
 @pytest.mark.parametrize("kind", ["pca", "umap"])
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 def test_every_legend_entry_is_on_screen_at_common_window_sizes(browser, maps, kind, size):
     browser.set_window_size(*size)
     open_map(browser, (maps[kind] / "index.html").as_uri())
     view = check_every_point_is_shown(browser, maps[kind] / f"screenshot-{size[0]}x{size[1]}.png")
-    xy = np.array(view["positions"])
-    # the points fill the pane: their box spans most of its width or of its height
+    # everything drawn (points, and the paths when shown) is inside the canvas and fills it: its box spans
+    # most of the canvas's width or of its height
+    xy = shown_vertices(browser, read_page_data(maps[kind]), view)
+    assert (xy >= 0).all() and (xy <= [view["width"], view["height"]]).all()
     span = (xy.max(0) - xy.min(0)) / [view["width"], view["height"]]
-    assert span.max() > 0.7, span
+    assert span.max() > 0.75, span
     assert severe_logs(browser) == []
 
 

@@ -97,15 +97,14 @@
   }
 
   function fitView(options = {}) {
-    // zoomToArea keeps the aspect ratio and fits the longer side of the box; the box grows by the margin and
-    // by a point's radius in data units at that zoom (so edge points are whole, not halved)
+    // zoomToArea keeps the aspect ratio and fits whichever side of the box limits it; the box grows on every
+    // side by the margin and by a point's size in data units at that zoom (so edge points are whole)
     const b = bounds();
     const w = Math.max(b.x1 - b.x0, 1e-3), h = Math.max(b.y1 - b.y0, 1e-3);
-    const aspect = size.width / size.height;
-    const span = Math.max(w / aspect, h); // the visible height (data units) that fits the box
-    const pad = span * MARGIN + (span * (1 + 2 * MARGIN) * (pointSize + 2)) / size.height;
-    const rect = { x: b.x0 - pad * aspect, y: b.y0 - pad, width: w + 2 * pad * aspect, height: h + 2 * pad };
-    return scatterplot.zoomToArea(rect, options);
+    const wide = w / h > size.width / size.height; // the box's width limits the zoom, not its height
+    const extent = wide ? w : h, pixels = wide ? size.width : size.height;
+    const pad = extent * MARGIN + (extent * (1 + 2 * MARGIN) * (pointSize + 2)) / pixels;
+    return scatterplot.zoomToArea({ x: b.x0 - pad, y: b.y0 - pad, width: w + 2 * pad, height: h + 2 * pad }, options);
   }
 
   let resizing = null; // a resize waiting for its animation frame
