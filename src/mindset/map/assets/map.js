@@ -201,10 +201,13 @@
     const right = [xs[b] - h * (ux * 0.9 + uy * 0.5), ys[b] - h * (uy * 0.9 - ux * 0.5)];
     return { vertices: [[xs[a], ys[a]], [xs[b], ys[b]], left, [xs[b], ys[b]], right], lineColor: [0.2, 0.2, 0.2, 0.35], lineWidth: 1 };
   }
-  function pathLine(p, strong) {
+  function pathLines(p, strong) {
+    // one line a step: the library joins a polyline's segments with miters, which at a sharp turn of a path
+    // shoot out as long spikes across the map
     const v = paths[p];
-    if (!v || v.length < 2) return null;
-    return { vertices: v, lineColor: strong ? [0.05, 0.3, 0.9, 0.9] : [0.3, 0.3, 0.3, 0.18], lineWidth: strong ? 2 : 1 };
+    if (!v || v.length < 2) return [];
+    const style = { lineColor: strong ? [0.05, 0.3, 0.9, 0.9] : [0.3, 0.3, 0.3, 0.18], lineWidth: strong ? 2 : 1 };
+    return v.slice(1).map((b, i) => Object.assign({ vertices: [v[i], b] }, style));
   }
   function annotate() {
     const items = [];
@@ -219,13 +222,9 @@
     for (const p of Object.keys(paths)) {
       const isLive = live.includes(Number(p));
       if (!allPaths && !isLive) continue;
-      const line = pathLine(p, isLive);
-      if (line) items.push(line);
+      items.push(...pathLines(p, isLive));
     }
-    if (hovered >= 0) {
-      const line = pathLine(hovered, true);
-      if (line) items.push(line);
-    }
+    if (hovered >= 0) items.push(...pathLines(hovered, true));
     scatterplot.drawAnnotations(items);
   }
 
