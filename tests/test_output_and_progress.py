@@ -58,4 +58,4 @@ def test_map_reports_encoding_in_a_pipe(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MINDSET_HOME", str(tmp_path / "home"))
     code, _, err = cli("map", "tiny-llama", "--data", "counting", "--limit", "3", "--method", "pca", "-o", str(tmp_path / "map"))
     assert code == 0, err
-    assert "encoding: 3/3 items (100%)" in err and "\n\n" not in err
+    assert "encoding 3 items: 1/1 batches (100%)" in err and "\n\n" not in err

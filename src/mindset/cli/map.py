@@ -65,6 +65,10 @@ def map_command(
         settings = None
     if settings is None and not (out / "layout.json").exists():
         raise MindsetError(f"{out} holds no map to serve; build one with --data first")
+    if screenshot:  # before the model loads and the map is built, not a minute of work later
+        from mindset.map.browser import check_browser
+
+        check_browser()
     loaded = load_model(model, device, dtype)
     if settings is not None:
         from mindset.map.build import build_map

@@ -20,7 +20,6 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.models.anatomy import n_layers, text_config
-from mindset.progress import Progress
 
 DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass: bounds memory (all layers' states are kept)
 
@@ -72,12 +71,15 @@ def _batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
 
 @torch.inference_mode()
 def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                  paths_from: Sequence[int | None] | None = None, progress=None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+                  paths_from: Sequence[int | None] | None = None, progress: bool = False) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """(last-token states (N, H) float32, {i: path states (T_i, H)} for items with a `paths_from` index).
 
     Right padding with an attention mask: real tokens keep positions 0..len-1, so padding changes nothing.
     The base model runs without the LM head (logits for every position would cost more than the layers).
+    Progress (one step a batch) goes through mindset.progress, the project's one progress display.
     """
+    from mindset.progress import track
+
     device = next(model.parameters()).device
     base = model.base_model
     lengths = [len(ids) for ids in id_lists]
@@ -85,7 +87,8 @@ def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch
     out = np.zeros((len(id_lists), hidden), dtype=np.float32)
     paths: dict[int, np.ndarray] = {}
     pad = 0
-    for batch in _batches(lengths, batch_tokens):
+    batches = list(_batches(lengths, batch_tokens))
+    for batch in track(batches, len(batches), f"encoding {len(id_lists)} items", enabled=progress, unit="batches"):
         width = max(lengths[i] for i in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -101,8 +104,6 @@ def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch
                 start = paths_from[i]
                 if start is not None:
                     paths[i] = states[row, start : lengths[i]].cpu().numpy()
-        if progress:
-            progress(len(batch))
     return out, paths
 
 
@@ -123,10 +124,7 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     if todo:
         id_lists = [tokenized[i].ids for i in todo]
         starts = [tokenized[i].path_start if i in wanted_paths else None for i in todo]
-        bar = Progress(len(todo), "encoding", unit="items") if progress else None
-        states, found = hidden_states(loaded.model, id_lists, layer, batch_tokens=batch_tokens, paths_from=starts, progress=bar.advance if bar else None)
-        if bar:
-            bar.close()
+        states, found = hidden_states(loaded.model, id_lists, layer, batch_tokens=batch_tokens, paths_from=starts, progress=progress)
         out[todo] = states
         paths = {todo[j]: p for j, p in found.items()}
         if cache is not None:
