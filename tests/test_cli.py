@@ -44,7 +44,7 @@ def test_ppl_of_a_text_file(cli, tmp_path):
 def test_run_command(cli, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: clirun\nmodel: tiny-llama\nsteps:\n  - inspect\n  - generate: {prompts: [Hi], max_new_tokens: 3}\n")
-    code, out, _ = cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"))
+    code, out, _ = cli("run", str(recipe), "-o", str(tmp_path / "runs" / "clirun"))
     assert code == 0 and (tmp_path / "runs" / "clirun" / "report.md").exists()
 
 

@@ -32,7 +32,6 @@ ALLOWED = {
     ("map", "chat"): "the map's live prompts generate with chat's decode loop before reading the states",
     ("surgery", "memory"): "ffn_to_memory swaps FFN blocks for memory's layers: surgery composes memory modules",
     ("circuits", "train"): "circuits' Protection meets train's Protection Protocol, and circuits wires the protected distill step; train never imports circuits",
-    ("merge", "cli"): "pending: merge/steps.py imports mindset.cli.merge.parse_size -- fixed on branch validation",
 }
 
 

@@ -10,6 +10,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mindset.errors import MindsetError
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse to replace existing output unless asked: the one rule (and message) of every command.
+
+    A missing path or an empty folder holds nothing to lose; anything else needs `overwrite`. Call it
+    before any work starts, so a refusal costs nothing.
+    """
+    path = Path(path)
+    taken = path.is_file() or path.is_symlink() or (path.is_dir() and any(path.iterdir()))
+    if taken and not overwrite:
+        raise MindsetError(f"{path} exists; choose another output path or pass --overwrite to replace it")
+    return path
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)

@@ -8,12 +8,12 @@ import pytest
 from mindset.circuits import ProtectOptions, protection_from_options
 from mindset.errors import MindsetError
 
-TINY_RUN = ["--student", "tiny-llama", "--teacher", "tiny-llama", "--steps", "4", "--batch-size", "2", "--seq-len", "16",
+TINY_RUN = ["tiny-llama", "--teacher", "tiny-llama", "--steps", "4", "--batch-size", "2", "--seq-len", "16",
             "--max-train-tokens", "2000", "--warmup-steps", "0"]
 
 
 def test_cli_distill_with_protection_writes_its_checks(cli, tmp_path):
-    code, out, err = cli("distill", *TINY_RUN, "--runs-dir", str(tmp_path), "--protect-suite", "capitals", "--protect-suite", "ordering",
+    code, out, err = cli("distill", *TINY_RUN, "-o", str(tmp_path / "distill"), "--protect-suite", "capitals", "--protect-suite", "ordering",
                          "--protect-limit", "3", "--protect-check-every", "2", "--protect-threshold", "-1000", "--protect-lr-scale", "0.5")
     assert code == 0, err
     data = json.loads((tmp_path / "distill" / "protection.json").read_text())
@@ -28,7 +28,7 @@ def test_cli_distill_with_protection_writes_its_checks(cli, tmp_path):
 
 
 def test_cli_distill_without_protection_is_unchanged(cli, tmp_path):
-    code, out, err = cli("distill", *TINY_RUN, "--runs-dir", str(tmp_path))
+    code, out, err = cli("distill", *TINY_RUN, "-o", str(tmp_path / "distill"))
     assert code == 0, err
     assert not (tmp_path / "distill" / "protection.json").exists() and "Protected" not in out
 
@@ -45,7 +45,7 @@ def test_cli_distill_without_protection_is_unchanged(cli, tmp_path):
     ],
 )
 def test_cli_protection_errors(cli, tmp_path, args, message):
-    code, out, err = cli("distill", *TINY_RUN, "--runs-dir", str(tmp_path), *args)
+    code, out, err = cli("distill", *TINY_RUN, "-o", str(tmp_path / "distill"), *args)
     assert code == 2, (out, err)
     assert message in " ".join(err.split()), err
 
@@ -82,7 +82,7 @@ def test_recipe_step_with_protect(tmp_path, monkeypatch):
     assert protection["protected"] == ["L0.mlp", "L1.mlp"] and len(protection["history"]) == 7
     assert protection["events"], "max_drop 0 at lr 0.05 should have rolled back at least once"
     assert "## Protected training" in report and "### Protected components" in report and "### Rollbacks" in report
-    assert "| L0.mlp | L0.mlp: Δ log-prob" in report
+    assert "| L0.mlp | L0.mlp: log-prob drop" in report
     assert "![canary accuracy](guarded/canaries.png)" in report and (result.run_dir / "guarded" / "canaries.png").is_file()
     assert step["protection"]["rollbacks"] == len(protection["events"]) and step["protection"]["protected"] == ["L0.mlp", "L1.mlp"]
 
@@ -119,5 +119,7 @@ def test_cli_help_states_the_config_defaults():
         match = re.search(r"\(default ([-0-9.e]+)\)", param.default.help or "")
         if match:
             stated[param.default.param_decls[0]] = float(match.group(1))
-    expected = {CLI_OPTIONS[f]: ProtectOptions.model_fields[f].default for f in ("threshold", "lr_scale", "l2", "check_every", "max_drop", "limit")}
+    numeric = [f for f, info in ProtectOptions.model_fields.items() if type(info.default) in (int, float)]  # every one is an option now
+    assert {"threshold", "lr_scale", "l2", "check_every", "max_drop", "limit"} <= set(numeric)
+    expected = {CLI_OPTIONS[f]: ProtectOptions.model_fields[f].default for f in numeric}
     assert stated == expected

@@ -45,7 +45,7 @@ def test_cli_map_and_trace(cli, tmp_path):
     code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "-c", "L9.H0", "--limit", "2")
     assert code == 2 and "has 2 layers" in err
     code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "--method", "shuffle", "--limit", "2")
-    assert code == 2 and "unknown ablation method" in err
+    assert code == 2 and "--method: Input should be 'zero', 'mean' or 'resample', not 'shuffle'" in err  # the option's choices, checked first
 
 
 def test_recipe_step(tmp_path, monkeypatch):
@@ -64,3 +64,18 @@ def test_recipe_step(tmp_path, monkeypatch):
     assert (result.run_dir / "circuits" / "ordering-mlp-zero" / "importance.png").is_file()
     assert (result.run_dir / "circuits" / "trace" / "trace.png").is_file()
     assert "L0.mlp" in report and "Causal trace" in report
+
+
+def test_cli_map_defaults_to_capitals_by_layer_and_keeps_existing_maps(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("circuits", "map", "tiny-llama", "--limit", "2")
+    assert code == 0, err
+    folder = tmp_path / "runs" / "circuits" / "tiny-llama" / "capitals-layer-zero"
+    data = json.loads((folder / "importance.json").read_text())
+    assert data["granularity"] == "layer" and [s["name"] for s in data["scores"]] == ["L0", "L1"]
+    assert "Δ log-prob" not in out  # rich wraps the header in a narrow terminal; the markdown has it whole
+    header = (folder / "importance.md").read_text().splitlines()[2]
+    assert header.startswith("| rank | component | log-prob drop (nats, clean − ablated) | ± se | accuracy drop |")
+    code, _, err = cli("circuits", "map", "tiny-llama", "--limit", "2")
+    assert code == 2 and "capitals-layer-zero exists; choose another output path or pass --overwrite" in err
+    assert cli("circuits", "map", "tiny-llama", "--limit", "2", "--overwrite")[0] == 0

@@ -92,10 +92,15 @@ def test_unknown_precision(tiny_llama, tmp_path):
 
 
 def test_export_command_and_recipe_step(cli, tmp_path, private_home):
-    code, out, _ = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--dtype", "q8_0")
+    code, out, _ = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--out-type", "q8_0")
     assert code == 0 and (tmp_path / "cli.gguf").exists() and (tmp_path / "Modelfile").exists()
-    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "x.gguf"), "--dtype", "q4")
-    assert code == 2 and "--dtype" in err
+    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "x.gguf"), "--out-type", "q4")
+    assert code == 2 and "--out-type" in err
+    before = (tmp_path / "cli.gguf").stat().st_mtime_ns
+    code, _, err = cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--out-type", "f32")
+    assert code == 2 and "cli.gguf exists; choose another output path or pass --overwrite" in err
+    assert (tmp_path / "cli.gguf").stat().st_mtime_ns == before
+    assert cli("export", "tiny-llama", "-o", str(tmp_path / "cli.gguf"), "--out-type", "f32", "--overwrite")[0] == 0
 
     from mindset.recipes import run_recipe
 
@@ -103,3 +108,14 @@ def test_export_command_and_recipe_step(cli, tmp_path, private_home):
     recipe.write_text("name: exp\nmodel: tiny-llama\nsteps:\n  - export: {dtype: f32}\n")
     result = run_recipe(recipe, runs_dir=tmp_path / "runs", progress=False)
     assert (result.run_dir / "model.gguf").exists() and result.metrics["export"]["precision"] == "f32"
+
+
+def test_loading_a_new_gguf_reports_through_mindset_progress(cli, tiny_llama, tmp_path, private_home, monkeypatch):
+    from mindset import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    path = export_gguf(tiny_llama, tmp_path / "t.gguf", "f32", modelfile=False)["gguf"]
+    code, _, err = cli("inspect", path)
+    assert code == 0, err
+    assert "Converting and de-quantizing" not in err and "it/s" not in err  # transformers' own tqdm bar
+    assert "dequantizing GGUF: 1/" in err and " tensors (100%) " in err

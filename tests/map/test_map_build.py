@@ -134,17 +134,23 @@ def test_cli_builds_a_map_and_explains_bad_input(cli, tmp_path, map_home, labell
     assert code == 0, stderr
     assert "18 points" in stdout and (out / "index.html").exists()
     assert json.loads((out / "map.json").read_text())["settings"]["method"] == "pca"
+    fresh = str(tmp_path / "fresh")  # OUT holds a map now, which only --overwrite replaces
     cases = [
-        (["map", "tiny-llama", "-o", str(out)], "--data is required"),
-        (["map", "tiny-llama", "--data", "capitols", "-o", str(out)], "did you mean 'capitals'"),
-        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--layer", "9", "-o", str(out)], "layer 9 does not exist"),
-        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--method", "tsne", "-o", str(out)], "--method"),
+        (["map", "tiny-llama", "-o", fresh], "--data is required"),
+        (["map", "tiny-llama", "--data", "capitols", "-o", fresh], "did you mean 'capitals'"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--layer", "9", "-o", fresh], "layer 9 does not exist"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "--method", "tsne", "-o", fresh], "--method"),
         (["map", "tiny-llama", "--serve", "-o", str(tmp_path / "empty")], "holds no map to serve"),
-        (["map", "tiny-llama", "--data", str(tmp_path / "missing.jsonl"), "-o", str(out)], "no such data file"),
+        (["map", "tiny-llama", "--data", str(tmp_path / "missing.jsonl"), "-o", fresh], "no such data file"),
+        (["map", "tiny-llama", "--data", str(labelled_jsonl), "-o", str(out)], "cli-map exists; choose another output path or pass --overwrite"),
     ]
     for args, message in cases:
         code, _, stderr = cli(*args)
         assert code == 2 and message in stderr, (args, stderr)
+    assert not (tmp_path / "fresh").exists()
+    code, _, stderr = cli("map", "tiny-llama", "--data", str(labelled_jsonl), "-o", str(out), "--method", "umap", "--overwrite")
+    assert code == 0, stderr
+    assert json.loads((out / "map.json").read_text())["settings"]["method"] == "umap"
 
 
 def test_recipe_step_map(tmp_path, map_home, labelled_jsonl, monkeypatch):
@@ -158,3 +164,43 @@ def test_recipe_step_map(tmp_path, map_home, labelled_jsonl, monkeypatch):
     assert (run / "map" / "index.html").exists() and (run / "map" / "points.parquet").exists()
     assert "## Map" in (run / "report.md").read_text()
     assert json.loads((run / "metrics.json").read_text())["map"]["points"] == 18
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_path_vertices_are_rows_of_the_fitted_layout(tiny_llama, tmp_path, map_home, method):
+    """Each vertex of a generation path is a position the layout itself fitted (not a state dropped in later by
+    its nearest neighbours, which drew straight lines across the map), and the path ends at its item's point."""
+    from mindset.map.layout import Layout
+    from mindset.map.site import to_frame
+
+    out = tmp_path / "map"
+    summary = build_map(tiny_llama, out, MapSettings(data=["copying", "capitals"], limit=4, method=method, paths=3), progress=False)
+    page, layout = read_page_data(out), Layout.load(out)
+    rows = layout.settings["path_rows"]
+    assert summary["points"] == 8 and sorted(rows) == sorted(page["paths"]) and len(rows) == 3
+    assert len(layout.coords) == 8 + summary["path_states"] and summary["path_states"] == sum(b - a for a, b in rows.values())
+    fitted = to_frame(layout.coords, layout.settings["frame"])
+    for point, path in page["paths"].items():
+        a, b = rows[point]
+        assert len(path) == b - a + 1 >= 2
+        np.testing.assert_allclose(path[:-1], fitted[a:b], atol=1e-4)
+        np.testing.assert_allclose(path[-1], fitted[int(point)], atol=1e-4)
+    assert max(abs(v) for path in page["paths"].values() for xy in path for v in xy) <= 1.0  # paths inside the frame too
+
+
+@pytest.mark.parametrize("missing", ["chromedriver", "selenium"])
+def test_screenshot_prerequisites_are_checked_before_the_model_loads(cli, tmp_path, monkeypatch, missing):
+    import sys
+
+    import mindset.map.browser
+    import mindset.models
+
+    loads = []
+    monkeypatch.setattr(mindset.models, "load", lambda *a, **k: loads.append(a) or pytest.fail("the model was loaded first"))
+    if missing == "chromedriver":
+        monkeypatch.setattr(mindset.map.browser, "CHROMEDRIVER", tmp_path / "no-chromedriver")
+    else:
+        monkeypatch.setitem(sys.modules, "selenium", None)  # import selenium raises ImportError
+    code, _, stderr = cli("map", "smollm2-135m", "--data", "capitals", "--screenshot", "-o", str(tmp_path / "m"))
+    assert code == 2 and loads == []
+    assert ("chromium-driver" if missing == "chromedriver" else "need selenium") in stderr and "Traceback" not in stderr

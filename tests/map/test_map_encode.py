@@ -100,3 +100,32 @@ def test_a_changed_weight_changes_the_fingerprint(tiny_llama):
 
 def test_item_keys_depend_on_tokens_only():
     assert item_key([1, 2, 3]) == item_key((1, 2, 3)) != item_key([1, 2, 4])
+
+
+def test_encoding_progress_goes_through_mindset_progress(tiny_llama, monkeypatch):
+    """The map has no progress display of its own (its rich bar printed blank lines into pipes and logs): it uses
+    mindset.progress, the project's one, which knows what to print when stderr is not a terminal."""
+    import mindset.progress
+
+    calls = []
+
+    def track(items, total, description, enabled=True, unit=""):
+        calls.append((total, description, enabled, unit))
+        yield from items
+
+    monkeypatch.setattr(mindset.progress, "track", track)
+    tokenized = [tokenize_item(tiny_llama.tokenizer, t) for t in TEXTS]
+    encode_items(tiny_llama, tokenized, 2, batch_tokens=16, progress=True)
+    assert calls == [(3, "encoding 3 items", True, "batches")]  # 16 tokens a batch: one item each
+    encode_items(tiny_llama, tokenized, 2, progress=False)
+    assert calls[-1][2] is False
+
+
+def test_the_map_command_prints_no_blank_lines_into_a_pipe(cli, tmp_path, map_home, labelled_jsonl, monkeypatch):
+    import mindset.progress
+
+    monkeypatch.setattr(mindset.progress, "track", lambda items, total, description, enabled=True, unit="": iter(items))  # progress aside
+    code, stdout, stderr = cli("map", "tiny-llama", "--data", str(labelled_jsonl), "-o", str(tmp_path / "m"), "--method", "pca")
+    assert code == 0, stderr
+    lines = (stdout + stderr).splitlines()
+    assert lines and "" not in [line.strip() for line in lines], lines

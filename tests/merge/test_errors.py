@@ -98,7 +98,7 @@ def test_an_existing_output_is_kept(family, write_config, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(MindsetError, match="exists; choose another output folder"):
+    with pytest.raises(MindsetError, match="exists; choose another output path or pass --overwrite"):
         merge(write_config(TWO, family), out)
     assert (out / "keep.txt").read_text() == "mine"
 

@@ -20,8 +20,10 @@ def test_ffn_to_memory_command(cli, tmp_path):
 def test_ffn_to_memory_bad_input_is_one_line(cli, tmp_path):
     code, _, stderr = cli("surgery", "ffn-to-memory", "tiny-gpt2", "--layers", "4,12,20", "-o", str(tmp_path / "x"))
     assert code == 2 and "layer index 4 is out of range" in stderr and "Traceback" not in stderr
-    code, _, stderr = cli("surgery", "ffn-to-memory", "tiny-gpt2", "--k", "0", "-o", str(tmp_path / "x"))
+    code, _, stderr = cli("surgery", "ffn-to-memory", "tiny-gpt2", "--k", "100000", "-o", str(tmp_path / "x"))
     assert code == 2 and "k must be between 1" in stderr
+    code, _, stderr = cli("surgery", "ffn-to-memory", "tiny-gpt2", "--k", "0", "-o", str(tmp_path / "x"))  # the option's own range, checked first
+    assert code == 2 and "--k: Input should be greater than or equal to 1" in stderr
 
 
 def test_knn_lm_then_memorize_search_and_stats(cli, tmp_path, monkeypatch):

@@ -84,18 +84,18 @@ def test_resume_after_an_exception_equals_an_uninterrupted_run(tmp_path):
     assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
 
 
-def cli_distill(runs_dir: Path, *extra: str) -> list[str]:
+def cli_distill(run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "mindset", "distill", "--student", "tiny-llama@0", "--teacher", "tiny-llama@1",
-        "--runs-dir", str(runs_dir), "--steps", "150", "--batch-size", "4", "--seq-len", "32",
+        sys.executable, "-m", "mindset", "distill", "tiny-llama@0", "--teacher", "tiny-llama@1",
+        "-o", str(run_dir), "--steps", "150", "--batch-size", "4", "--seq-len", "32",
         "--checkpoint-every", "10", "--max-train-tokens", "20000", "--device", "cpu", *extra,
     ]  # fmt: skip
 
 
 def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(cli_distill(tmp_path, "--name", "whole"), check=True, capture_output=True, env=env, timeout=600)
-    victim = subprocess.Popen(cli_distill(tmp_path, "--name", "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    subprocess.run(cli_distill(tmp_path / "whole"), check=True, capture_output=True, env=env, timeout=600)
+    victim = subprocess.Popen(cli_distill(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 300
     while not any(p.name >= "step=000020.ckpt" for p in checkpoints.glob("step=*.ckpt")):
@@ -106,7 +106,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "killed" / "student").exists()
-    subprocess.run(cli_distill(tmp_path, "--name", "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
+    subprocess.run(cli_distill(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
     want = load_file(tmp_path / "whole" / "student" / "model.safetensors")
     got = load_file(tmp_path / "killed" / "student" / "model.safetensors")
     assert want.keys() == got.keys()
@@ -218,8 +218,9 @@ def test_invalid_settings_are_rejected():
         DistillConfig(temperature=0)
 
 
-def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys):
+def test_progress_counts_optimizer_steps_not_epochs(tmp_path, capsys, monkeypatch):
     """Lightning's own bar said `Epoch 0/-2` (max_epochs=-1 when training by steps); the bar counts steps."""
+    monkeypatch.setattr("mindset.train.progress_bar.stderr_is_terminal", lambda: True)  # the rich bar: a terminal's
     student, teacher = pair()
     distill(student, teacher, DistillConfig(name="bar", **{**SMALL, "steps": 3}), runs_dir=tmp_path, progress=True)
     shown = capsys.readouterr()

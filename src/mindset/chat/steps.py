@@ -18,7 +18,7 @@ def _not_blank(prompt: str) -> str:
 
 
 class GenerateParams(SamplingParams):
-    prompts: list[Annotated[str, AfterValidator(_not_blank)]] = Field(min_length=1)
+    prompts: list[Annotated[str, AfterValidator(_not_blank)]] = Field(min_length=1, description="the prompts to answer, one generation each")
     chat: bool = Field(True, description="wrap each prompt in the chat template as a user turn")
     system: str | None = Field(None, description="system message for chat prompts")
 

@@ -69,7 +69,8 @@ class Importance:
         raise MindsetError(f"{name!r} was not measured in this importance map (it has {self.scores[0].name} ... {self.scores[-1].name})")
 
     def table(self, top: int | None = 20) -> tuple[list[str], list[list]]:
-        headers = ["rank", "component", "Δ log-prob (nats)", "± se", "Δ accuracy", "accuracy ablated"]
+        """Ranked rows; a drop is clean minus ablated (positive: ablating the component hurts the suite)."""
+        headers = ["rank", "component", "log-prob drop (nats, clean − ablated)", "± se", "accuracy drop", "accuracy ablated"]
         rows = [
             [i + 1, s.name, f"{s.drop_logprob:+.3f}", f"{s.drop_logprob_stderr:.3f}", f"{s.drop_accuracy:+.3f}", f"{s.accuracy:.3f}"]
             for i, s in enumerate(self.ranked()[:top])
@@ -138,10 +139,18 @@ def above_chance(accuracy: float, stderr: float, chance: float, n: int) -> bool:
     return accuracy - chance > 2 * se
 
 
+def map_granularity(model, granularity: str, components: Sequence[str] | None = None) -> str:
+    """What a map measures: `granularity`, or with named components their kind (`mixed` for several kinds)."""
+    if not components:
+        return granularity
+    kinds = {parse_component(model, c).kind for c in components}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 def importance(
     loaded,
     suite: str | Path | Suite,
-    granularity: str = "head",
+    granularity: str = "layer",
     method: str = "zero",
     *,
     components: Sequence[str] | None = None,
@@ -158,9 +167,7 @@ def importance(
         raise MindsetError(f"unknown ablation method {method!r}; choose one of {', '.join(METHODS)}")
     model = loaded.model
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
-    if components:
-        kinds = {c.kind for c in comps}
-        granularity = kinds.pop() if len(kinds) == 1 else "mixed"
+    granularity = map_granularity(model, granularity, components)
     suite = as_suite(suite, limit=limit, seed=seed)
     base = score_suite(loaded, suite)
     n = len(suite.items)
@@ -179,7 +186,7 @@ def importance(
         loaded.name, suite.name, granularity, method, n, base.logprob, base.accuracy, base.accuracy_stderr, suite.chance,
         at_chance, len(all_blocks), max(b.n_heads for b in all_blocks),
     )
-    for comp in track(comps, len(comps), f"ablating {len(comps)} components", enabled=progress):
+    for comp in track(comps, len(comps), "ablating", enabled=progress, unit="components"):
         with ablated(model, [comp], method, stats, seed):
             score = score_suite(loaded, suite)
         drop = base.gold_logprob - score.gold_logprob

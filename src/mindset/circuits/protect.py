@@ -36,7 +36,7 @@ REST = "rest"
 class ProtectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(0.1, description="protect components whose importance (Δ correct-answer log-prob, nats) is at least this")
+    threshold: float = Field(0.1, description="protect components whose importance (drop in the correct answer's log-prob when ablated, nats) is at least this")
     lr_scale: float = Field(0.1, ge=0, le=1, description="learning-rate multiplier of protected components (0: frozen)")
     l2: float = Field(0.0, ge=0, description="strength of the pull of protected weights toward their original values")
     check_every: int = Field(10, ge=1, description="score the canaries every N optimizer steps")

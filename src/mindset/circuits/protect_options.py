@@ -52,7 +52,7 @@ def protected_table(protection: Protection) -> tuple[list[str], list[list]]:
             if s.drop_logprob >= protection.config.threshold:
                 for unit in component_units(s):
                     if s.drop_logprob > reasons.get(unit, (float("-inf"), ""))[0]:
-                        reasons[unit] = (s.drop_logprob, f"{s.name}: Δ log-prob {s.drop_logprob:+.3f} on {result.suite}")
+                        reasons[unit] = (s.drop_logprob, f"{s.name}: log-prob drop {s.drop_logprob:+.3f} on {result.suite}")
     rows = []
     for unit in [*protection.protected, *(u for u in protection.scales if u not in protection.protected)]:
         scale = protection.scales[unit]

@@ -12,23 +12,23 @@ from mindset.runcontext import RunContext
 class TraceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(..., min_length=1)
-    subject: str = Field(..., min_length=1, description="the part of the prompt to corrupt")
-    answer: str = Field(..., min_length=1, description="the expected continuation (its first token is traced)")
-    samples: int = Field(10, ge=1)
-    window: int = Field(10, ge=1)
+    prompt: str = Field(..., min_length=1, description="the prompt, e.g. 'The capital of France is'")
+    subject: str = Field(..., min_length=1, description="the part of the prompt to corrupt, e.g. France")
+    answer: str = Field(..., min_length=1, description="the expected continuation, e.g. ' Paris' (its first token is traced)")
+    samples: int = Field(10, ge=1, description="noise draws")
+    window: int = Field(10, ge=1, description="layers restored together for mlp/attn (ROME's 10)")
 
 
 class CircuitsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    suite: str = Field("modus_ponens", description="a shipped task name or an lm-eval task .yaml")
-    granularity: str = Field("head", pattern="^(head|attn|mlp|layer)$")
-    method: str = Field("zero", pattern="^(zero|mean|resample)$")
+    suite: str = Field("capitals", description="a shipped task (capitals, ordering, modus_ponens, ...) or an lm-eval task .yaml")
+    granularity: str = Field("layer", pattern="^(head|attn|mlp|layer)$", description="ablate each: layer, mlp, attn or head (head: one run per head, slow)")
+    method: str = Field("zero", pattern="^(zero|mean|resample)$", description="zero, mean or resample ablation")
     components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
     limit: int = Field(20, ge=1, description="documents of the suite")
     top: int = Field(15, ge=1, description="rows in the report's table")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the generated suite and of mean/resample ablation statistics")
     trace: TraceParams | None = Field(None, description="also run a causal trace")
 
 

@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, options_from
 from mindset.errors import MindsetError
 
-SAMPLING_OPTIONS = {"temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k", "max_new_tokens": "--max-new-tokens", "seed": "--seed"}
+if TYPE_CHECKING:
+    from mindset.chat.sampling import SamplingParams
 
 
+@options_from("mindset.chat.sampling:SamplingParams", defaults={"temperature": 0.7, "top_p": 0.9})
 def chat(
     model: str = ModelArg,
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="answer this one message and exit ('-' reads it from stdin)"),
     system: Optional[str] = typer.Option(None, help="system message"),
-    temperature: float = typer.Option(0.7, help="0 is greedy and deterministic"),
-    top_p: float = typer.Option(0.9, "--top-p", help="nucleus sampling mass"),
-    top_k: int = typer.Option(0, "--top-k", help="sample from the k most likely tokens (0: all)"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="longest answer in tokens"),
-    seed: int = typer.Option(0, help="sampling seed"),
     raw: bool = typer.Option(False, help="complete the prompt as plain text, without the chat template"),
     fast_cpu: bool = typer.Option(True, "--fast-cpu/--no-fast-cpu", help="batched matrix-vector path for CPU decoding"),
     stats: bool = typer.Option(False, help="print tokens/s after each answer (to stderr)"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    *,
+    params: SamplingParams,
 ) -> None:
     """Chat with a model: tokens stream as they are generated. --prompt answers once and exits."""
-    from mindset.chat import ChatSession, SamplingParams, generate
+    from mindset.chat import ChatSession, generate
 
-    params = params_from_options(SamplingParams, SAMPLING_OPTIONS, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
     if prompt == "-":
         prompt = sys.stdin.read()
     if prompt is not None and not prompt.strip():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model
+from mindset.cli.common import DeviceOpt, DtypeOpt, ListOption, ModelArg, OverwriteOpt, console, err_console, load_model, options_from, out_option
+
+if TYPE_CHECKING:
+    from mindset.circuits.steps import CircuitsParams, TraceParams
 
 circuits_app = typer.Typer(help="Which components a capability depends on: ablation maps and causal traces.", no_args_is_help=True)
 
@@ -17,58 +20,58 @@ def _out(out: Optional[Path], model: str, what: str) -> Path:
 
 
 @circuits_app.command("map")
+@options_from("mindset.circuits.steps:CircuitsParams", exclude=("trace",), names={"components": "--component"},
+              shorts={"suite": "-s", "granularity": "-g", "method": "-m", "components": "-c"}, defaults={"top": 20},
+              convert={"limit": lambda v: v or None}, helps={"limit": "documents of the suite (0: all)", "top": "rows of the printed table"})
 def map_command(
     model: str = ModelArg,
-    suite: str = typer.Option("modus_ponens", "--suite", "-s", help="a shipped task (modus_ponens, capitals, ordering, ...) or an lm-eval task .yaml"),
-    granularity: str = typer.Option("head", "--granularity", "-g", help="head, attn, mlp or layer"),
-    method: str = typer.Option("zero", "--method", "-m", help="zero, mean or resample ablation"),
-    components: Optional[list[str]] = typer.Option(None, "--component", "-c", help="measure only these (repeatable): L3, L3.attn, L3.mlp, L3.H2"),
-    limit: int = typer.Option(20, "--limit", help="documents of the suite"),
-    top: int = typer.Option(20, "--top", help="rows of the printed table"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for importance.json/.md/.png (default runs/circuits/<model>/<suite>-<granularity>-<method>)"),
+    out: Optional[Path] = out_option(None, "folder for importance.json/.md/.png (default runs/circuits/<model>/<suite>-<granularity>-<method>)"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    *,
+    params: CircuitsParams,
 ) -> None:
     """Ablate each component and measure the drop in the suite's correct-answer log-prob and accuracy."""
     import warnings
 
     from mindset.circuits import ChanceWarning, importance
+    from mindset.circuits.importance import map_granularity
+    from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
+    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
-        result = importance(loaded, suite, granularity, method, components=components, limit=limit or None, seed=seed, progress=True)
+        result = importance(loaded, params.suite, params.granularity, params.method, components=params.components, limit=params.limit, seed=params.seed,
+                            progress=True)
     for w in caught:
         if issubclass(w.category, ChanceWarning):
             err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
-    folder = _out(out, model, f"{Path(suite).stem}-{result.granularity}-{method}")
     paths = result.save(folder)
-    console.print(result.rich(top))
+    console.print(result.rich(params.top))
     console.print(f"map written to [bold]{paths['json']}[/], table {paths['markdown'].name}, heatmap {paths['png'].name}")
 
 
 @circuits_app.command("trace")
+@options_from("mindset.circuits.steps:TraceParams", shorts={"prompt": "-p"})
 def trace_command(
     model: str = ModelArg,
-    prompt: str = typer.Option(..., "--prompt", "-p", help="the prompt, e.g. 'The capital of France is'"),
-    subject: str = typer.Option(..., "--subject", help="the part of the prompt to corrupt, e.g. France"),
-    answer: str = typer.Option(..., "--answer", help="the expected continuation, e.g. ' Paris' (its first token is traced)"),
-    kinds: str = typer.Option("resid,mlp,attn", "--kinds", help="comma-separated: resid, mlp, attn"),
-    samples: int = typer.Option(10, "--samples", help="noise draws"),
-    window: int = typer.Option(10, "--window", help="layers restored together for mlp/attn (ROME's 10)"),
+    kinds: Optional[list[str]] = ListOption(["resid", "mlp", "attn"], "--kinds", help="states to restore: resid, mlp, attn"),
     noise: Optional[float] = typer.Option(None, "--noise", help="noise std (default: 3 x std of the subject embeddings)"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for trace.json and trace.png (default runs/circuits/<model>/trace)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the noise draws"),
+    out: Optional[Path] = out_option(None, "folder for trace.json and trace.png (default runs/circuits/<model>/trace)"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    *,
+    params: TraceParams,
 ) -> None:
     """ROME-style causal trace: corrupt the subject, restore one state at a time, plot where the answer comes back."""
     from mindset.circuits.trace import causal_trace
 
     loaded = load_model(model, device, dtype)
-    kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    trace = causal_trace(loaded, prompt, subject, answer, kinds=kind_list, samples=samples, window=window, noise=noise, seed=seed)
+    trace = causal_trace(loaded, params.prompt, params.subject, params.answer, kinds=tuple(kinds or ()), samples=params.samples, window=params.window,
+                         noise=noise, seed=seed)
     paths = trace.save(_out(out, model, "trace"))
     console.print(trace.describe(), highlight=False)
     console.print(f"heatmap written to [bold]{paths['png']}[/]")

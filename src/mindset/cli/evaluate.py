@@ -1,33 +1,25 @@
-"""mindset ppl, mindset eval (and mindset eval compare)."""
+"""mindset ppl, mindset eval, mindset compare."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_console, load_model, params_from_options
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, OverwriteOpt, console, err_console, load_model, options_from, out_option
 from mindset.errors import MindsetError
 
+if TYPE_CHECKING:
+    from mindset.evaluate.steps import EvalParams, PplParams
 
-def ppl(
-    model: str = ModelArg,
-    text: Optional[Path] = typer.Option(None, "--text", help="a UTF-8 text file (default: the shipped Austen corpus)"),
-    split: str = typer.Option("valid", help="corpus split when no --text: train or valid"),
-    context: Optional[int] = typer.Option(None, help="window in tokens (default: model context, at most 1024)"),
-    stride: Optional[int] = typer.Option(None, help="tokens between windows (default: half the window)"),
-    batch_size: int = typer.Option(1, "--batch-size", help="windows per forward pass"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="score only the first N tokens"),
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-) -> None:
+
+@options_from("mindset.evaluate.steps:PplParams", exclude=("label",), names={"text_file": "--text"})
+def ppl(model: str = ModelArg, device: str = DeviceOpt, dtype: str = DtypeOpt, *, params: PplParams) -> None:
     """Perplexity of a text, with a sliding window when it is longer than the context."""
     from mindset.evaluate.perplexity import perplexity
-    from mindset.evaluate.steps import PplParams, read_text
+    from mindset.evaluate.steps import read_text
 
-    names = {"text_file": "--text", "split": "--split", "context": "--context", "stride": "--stride", "batch_size": "--batch-size", "max_tokens": "--max-tokens"}
-    params = params_from_options(PplParams, names, text_file=text, split=split, context=context, stride=stride, batch_size=batch_size, max_tokens=max_tokens)
     body, source = read_text(params)
     loaded = load_model(model, device, dtype)
     result = perplexity(loaded, body, context=params.context, stride=params.stride, batch_size=params.batch_size, max_tokens=params.max_tokens, progress=True)
@@ -41,37 +33,46 @@ EVAL_HELP = """Score models on tasks; one table: tasks as rows, models as column
 
 mindset eval MODEL... --tasks capitals,arithmetic,canaries|path/to/task.yaml
 
-mindset eval compare RUNDIR...  (the table again, from finished runs; RUNDIR is OUT/<model> or a recipe run)
+mindset compare RUNDIR...  (the table again, from finished runs; RUNDIR is OUT/<model> or a recipe run)
 
 Tasks: mindset's suites (capitals, arithmetic, canaries = modus_ponens, syllogisms, negation, copying,
-counting, ordering) and lm-eval task YAML files with local data. Each model's results go to OUT/<model>/
+counting, ordering) and lm-eval task YAML files with local data. Each model's results go to its own OUT/<name>/
+(two models with the same folder name get <name> and <name>-2)
 (results.json, samples.jsonl), the table to OUT/comparison.md and comparison.json.
 """
 
 
+@options_from("mindset.evaluate.steps:EvalParams", shorts={"tasks": "-t"}, convert={"limit": lambda v: v or None},
+              helps={"limit": "documents per task (0: all)"})
 def eval_command(
-    models: list[str] = typer.Argument(..., help="model specs; or 'compare' followed by run folders"),
-    tasks: str = typer.Option("capitals,arithmetic,canaries", "--tasks", "-t", help="comma-separated suites, task names or task .yaml files"),
-    limit: Optional[int] = typer.Option(40, "--limit", help="documents per task (0: all)"),
-    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="override each task's num_fewshot"),
-    seed: int = typer.Option(0, "--seed", help="seed of the generated suites"),
-    size: int = typer.Option(200, "--size", help="generated test documents per shipped task"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/eval; for compare: beside the first run)"),
+    models: list[str] = typer.Argument(..., help="model specs: names, HF model folders or .gguf files"),
+    out: Optional[Path] = out_option(None, "output folder (default runs/eval)"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    *,
+    params: EvalParams,
 ) -> None:
-    if models and models[0] == "compare":
-        return _compare(models[1:], out)
-    from mindset.evaluate.compare import comparison, table, write_comparison
-    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
+    from mindset.evaluate.compare import table
+    from mindset.fileio import atomic_folder, check_output
     from mindset.tables import rich_table
 
-    if limit is not None and limit < 0:
-        raise MindsetError("--limit: must be 0 (all documents) or more")
-    out = out or Path("runs/eval")
-    files = resolve_tasks(tasks, out / "tasks", seed=seed, n_test=size)
+    _no_compare_model(models)
+    out = check_output(out or Path("runs/eval"), overwrite)
+    with atomic_folder(out, replace=overwrite) as tmp:  # nothing half-written: the folder appears when every model is scored
+        data = _eval_models(models, tmp, params, device, dtype)
+    headers, rows = table(data)
+    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
+    console.print(f"wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
+
+
+def _eval_models(models: list[str], out: Path, params: EvalParams, device: str, dtype: str) -> dict:
+    from mindset.evaluate.compare import comparison, write_comparison
+    from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, run_names, save_run
+
+    files = resolve_tasks(params.tasks, out / "tasks", seed=params.seed, n_test=params.size)
     runs = []
-    for spec in models:
+    for spec, (label, folder) in zip(models, run_names(models)):
         loaded = load_model(spec, device, dtype)
         console.print(f"[bold]{loaded.source.describe()}[/]")
 
@@ -79,39 +80,44 @@ def eval_command(
             line = ", ".join(f"{k} {v['value']:.3f}" for k, v in result.metrics.items())
             console.print(f"  {result.task}: {line} (n={result.n}, {result.seconds:.0f} s)")
 
-        run = evaluate_model(loaded, files, limit=limit or None, num_fewshot=num_fewshot, progress=True, on_task=done, warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}"))
-        folder = out / _slug(spec)
-        save_run(run, folder)
-        runs.append({**run.as_dict(), "label": _slug(spec)})
+        run = evaluate_model(loaded, files, limit=params.limit, num_fewshot=params.num_fewshot, progress=True, on_task=done, warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}"))
+        save_run(run, out / folder, label=label)
+        runs.append({**run.as_dict(), "label": label})
     data = comparison(runs)
-    headers, rows = table(data)
-    console.print(rich_table("Evaluation (mean ± standard error; Δ vs the first model, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out)
-    console.print(f"wrote {md} and {js}")
+    write_comparison(data, out)
+    return data
 
 
-def _compare(folders: list[str], out: Optional[Path]) -> None:
+def _no_compare_model(models: list[str]) -> None:
+    """`mindset eval compare RUNDIR...` was the old spelling of `mindset compare`; say so unless a model folder is named compare."""
+    if models[0] == "compare" and not Path("compare").exists():
+        raise MindsetError("no model 'compare': rebuild a table from finished runs with mindset compare RUNDIR...")
+
+
+def compare(
+    folders: Optional[list[str]] = typer.Argument(None, help="finished runs: OUT/<model> folders of mindset eval, or recipe run folders", show_default=False),
+    out: Optional[Path] = out_option(None, "folder for comparison.md and comparison.json (default: beside the first run)"),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """The evaluation table again, from finished runs (mindset eval's OUT/<model> folders or recipe runs)."""
     from mindset.evaluate.compare import comparison, table, write_comparison
     from mindset.evaluate.evaluation import load_run
+    from mindset.fileio import check_output
     from mindset.tables import rich_table
 
     if not folders:
-        raise MindsetError("mindset eval compare needs run folders: mindset eval compare RUNDIR...")
+        raise MindsetError("mindset compare needs run folders: mindset compare RUNDIR...")
     runs = [load_run(f) for f in folders]
+    out = out or Path(folders[0]).resolve().parent
+    check_output(out / "comparison.md", overwrite)
     data = comparison(runs)
     headers, rows = table(data)
     console.print(rich_table("Comparison (mean ± standard error; Δ vs the first run, * p<0.05, ** p<0.01)", headers, rows))
-    md, js = write_comparison(data, out or Path(folders[0]).resolve().parent)
+    md, js = write_comparison(data, out)
     console.print(f"wrote {md} and {js}")
-
-
-def _slug(spec: str) -> str:
-    import re
-
-    name = Path(spec.rstrip("/")).name or spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 
 
 def register(app: typer.Typer) -> None:
     app.command()(ppl)
     app.command("eval", help=EVAL_HELP)(eval_command)
+    app.command()(compare)

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mindset.cli.common import ModelArg, console, load_model, params_from_options
+from mindset.cli.common import ModelArg, OverwriteOpt, console, load_model, options_from, out_option
 
-
-def export(
-    model: str = ModelArg,
-    out: Path = typer.Option(..., "-o", "--out", help="the .gguf file to write"),
-    format: str = typer.Option("gguf", "--format", help="gguf (the only format so far)"),
-    dtype: str = typer.Option("f16", "--dtype", help="f32, f16 or q8_0 (norms always stay f32)"),
-    modelfile: bool = typer.Option(True, "--modelfile/--no-modelfile", help="write an Ollama Modelfile beside it"),
-) -> None:
-    """Export a Llama-architecture model as GGUF for llama.cpp / Ollama."""
-    from mindset.export import export_gguf
+if TYPE_CHECKING:
     from mindset.export.steps import ExportParams
 
-    params_from_options(ExportParams, {"format": "--format", "dtype": "--dtype"}, format=format, dtype=dtype)
+
+@options_from("mindset.export.steps:ExportParams", exclude=("filename",), names={"dtype": "--out-type"})
+def export(model: str = ModelArg, out: Path = out_option(..., "the .gguf file to write"), overwrite: bool = OverwriteOpt, *, params: ExportParams) -> None:
+    """Export a Llama-architecture model as GGUF for llama.cpp / Ollama."""
+    from mindset.export import export_gguf
+    from mindset.fileio import check_output
+
+    check_output(out, overwrite)  # before the load: a refusal costs nothing
     loaded = load_model(model, "cpu", "float32")
-    written = export_gguf(loaded, out, dtype, modelfile)
-    console.print(f"wrote {written['gguf']} ({written['bytes'] / 2**20:.1f} MiB, {dtype})")
+    written = export_gguf(loaded, out, params.dtype, params.modelfile, overwrite=overwrite)
+    console.print(f"wrote {written['gguf']} ({written['bytes'] / 2**20:.1f} MiB, {params.dtype})")
     if "modelfile" in written:
         console.print(f"wrote {written['modelfile']}: ollama create NAME -f {written['modelfile']}")
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, console, load_model
+from mindset.cli.common import DeviceOpt, DtypeOpt, console, load_model, out_option
 from mindset.errors import MindsetError
 
 memory_app = typer.Typer(help="Look inside memory stores, and write documents into them.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def store_folders(path: Path) -> dict[str, Path]:
 
 
 @memory_app.command()
-def stats(path: Path = PathArg, json_out: Optional[Path] = typer.Option(None, "--json", help="also write the numbers as JSON here")) -> None:
+def stats(path: Path = PathArg, out: Optional[Path] = out_option(None, "also write the numbers to this JSON file")) -> None:
     """Counts, fill, hit rates and evictions of each store."""
     from mindset.fileio import atomic_write_json
     from mindset.memory.store import open_store
@@ -58,8 +58,8 @@ def stats(path: Path = PathArg, json_out: Optional[Path] = typer.Option(None, "-
             ["entries ever retrieved", f"{s['entries_retrieved']:,} ({100 * s['retrieved_share']:.1f}%)"],
         ]
         console.print(rich_table(module, ["", "value"], rows))
-    if json_out:
-        atomic_write_json(json_out, report)
+    if out:
+        atomic_write_json(out, report)
 
 
 @memory_app.command()

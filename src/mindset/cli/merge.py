@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import console
+from mindset.cli.common import OverwriteOpt, console, options_from, out_option
 from mindset.errors import MindsetError
 
-UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+if TYPE_CHECKING:
+    from mindset.merge.steps import MergeParams
 
 
-def parse_size(text: str) -> int:
-    """'5GB', '500MB', '2GiB', a byte count, or mergekit's '5B' (five billion bytes)."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+b", value):
-        return int(value[:-1]) * 10**9
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?)?", value)
-    if not match:
-        raise MindsetError(f"--shard-size: cannot read {text!r}; write e.g. 5GB, 500MB or 2GiB")
-    number, unit, binary = match.groups()
-    scale = (1024 ** (1 + "kmgt".index(unit)) if binary else UNITS[unit]) if unit else 1
-    size = int(float(number) * scale)
-    if size < 1:
-        raise MindsetError("--shard-size must be at least one byte")
-    return size
-
-
+@options_from("mindset.merge.steps:MergeParams", exclude=("output", "load"), shared=("config",))
 def merge(
     config: Path = typer.Argument(..., help="a mergekit-compatible merge config (YAML)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output model folder (written atomically)"),
+    out: Optional[Path] = out_option(None, "output model folder (written atomically)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (layers and their sources, parameters, bytes) and stop"),
-    lazy: bool = typer.Option(True, "--lazy/--no-lazy", help="map each input file only while its tensor is merged (low memory); --no-lazy keeps them mapped"),
-    shard_size: str = typer.Option("5GB", "--shard-size", help="largest output shard (5GB, 500MB, 2GiB)"),
-    seed: int = typer.Option(0, help="seed for methods that draw random masks (dare_ties, dare_linear)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+    overwrite: bool = OverwriteOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    *,
+    params: MergeParams,
 ) -> None:
     """Merge models as a mergekit YAML config says: exact mergekit arithmetic, streamed, low memory."""
     import os
@@ -51,13 +35,12 @@ def merge(
 
     if out is None and not dry_run:
         raise MindsetError("give the output folder with -o OUT (or --dry-run to only print the plan)")
-    shard_bytes = parse_size(shard_size)
-    plan = plan_merge(config, seed=seed)
+    plan = plan_merge(config, seed=params.seed)
     if dry_run:
         console.print(rich_table(f"Merge plan: {config}", ["", ""], summary_rows(plan)))
         console.print(rich_table("Output layers", LAYER_HEADERS, layer_rows(plan)))
         return
-    result = execute_plan(plan, out, shard_bytes=shard_bytes, lazy=lazy, progress=progress, overwrite=overwrite)
+    result = execute_plan(plan, out, shard_bytes=params.shard_size, lazy=params.lazy, progress=progress, overwrite=overwrite)
     console.print(
         f"merged [bold]{result.folder}[/]: {plan.num_layers} layers, {result.parameters:,} parameters, "
         f"{human_bytes(result.bytes)} in {result.shards} shard{'s' if result.shards > 1 else ''}, {result.seconds:.1f} s"

@@ -7,14 +7,14 @@ from typing import Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, load_model
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, load_model, out_option
 
 
 def inspect(
     model: str = ModelArg,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the summary as JSON here"),
+    out: Optional[Path] = out_option(None, "also write the summary to this JSON file"),
 ) -> None:
     """Architecture table and parameters by component."""
     from mindset.fileio import atomic_write_json
@@ -26,8 +26,8 @@ def inspect(
     summary = summarize(loaded.model)
     for title, headers, rows in summary_tables(summary):
         console.print(rich_table(title, headers, rows))
-    if json_out:
-        atomic_write_json(json_out, summary)
+    if out:
+        atomic_write_json(out, summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Optional
 
 import typer
@@ -21,25 +20,16 @@ def serve(
     dtype: str = DtypeOpt,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
-    import uvicorn
-
     from mindset.serve import create_app
+    from mindset.serve.net import bind, is_loopback, run
 
+    sock = bind(host, port)  # before loading or announcing: a bad or busy port is one line
     loaded = load_model(model, device, dtype)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network" + ("" if api_key else " without an API key"))
     app = create_app(loaded, model_name=name or loaded.name, api_key=api_key, max_pending=max_pending)
-    err_console.print(f"serving [bold]{name or loaded.name}[/] at http://{host}:{port}/v1")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    err_console.print(f"serving [bold]{name or loaded.name}[/] at http://{host}:{sock.getsockname()[1]}/v1")
+    run(app, sock)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,43 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, load_model
+from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, OverwriteOpt, console, load_model, options_from, out_option
 from mindset.errors import MindsetError
+from mindset.fileio import check_output
+
+if TYPE_CHECKING:
+    from mindset.surgery.steps import FfnToMemoryParams
 
 surgery_app = typer.Typer(help="Change a model's structure and save the result as a model folder.", no_args_is_help=True)
-OutputOpt = typer.Option(..., "--output", "-o", help="folder to write the changed model to")
-OverwriteOpt = typer.Option(False, "--overwrite", help="replace OUTPUT if it exists")
+OutputOpt = out_option(..., "folder to write the changed model to")
 
 
 @surgery_app.command("ffn-to-memory")
+@options_from("mindset.surgery.steps:FfnToMemoryParams", exclude=("save",))
 def ffn_to_memory(
     model: str = ModelArg,
     output: Path = OutputOpt,
-    layers: Optional[str] = typer.Option(None, "--layers", help="layer indices, e.g. 4,12,20 or 0-29 (default: all)"),
-    kind: str = typer.Option("featural", help="featural (top-k over the block's own slots) or associative (block + gated store)"),
-    k: int = typer.Option(32, "--k", help="slots (featural) or store entries (associative) read per token"),
-    score: str = typer.Option("exact", help="featural top-k score for gated blocks: exact or bound"),
-    store: str = typer.Option("torch", help="associative store backend: torch or faiss:<factory>, e.g. faiss:HNSW32"),
-    capacity: int = typer.Option(4096, help="associative store entries per layer"),
     overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    *,
+    params: FfnToMemoryParams,
 ) -> None:
-    """Turn feed-forward blocks into memory layers; `mindset.models.load(OUTPUT)` restores them."""
+    """Turn feed-forward blocks into memory layers; `mindset.models.load(OUT)` restores them."""
     from mindset.models import save
     from mindset.surgery.memory import ffn_to_memory as convert
     from mindset.surgery.memory import memory_layers
 
     _check_output(output, overwrite)
     loaded = load_model(model, device, dtype)
-    converted = convert(loaded, layers, kind=kind, k=k, score=score, store=store, capacity=capacity, inplace=True)
+    converted = convert(loaded, params.layers, inplace=True, **params.model_dump(exclude={"layers", "save"}))
     save(converted, output, overwrite=overwrite)
     converted_layers = memory_layers(converted)
-    console.print(f"{len(converted_layers)} layer(s) now {kind} memory with k={k}: {', '.join(map(str, converted_layers))}; saved to [bold]{output}[/]")
+    console.print(f"{len(converted_layers)} layer(s) now {params.kind} memory with k={params.k}: {', '.join(map(str, converted_layers))}; saved to [bold]{output}[/]")
 
 
 @surgery_app.command("memory-to-ffn")
@@ -95,8 +95,7 @@ def knn_lm(
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise MindsetError(f"{output} exists; choose another folder or pass --overwrite")
+    check_output(output, overwrite)
 
 
 def register(app: typer.Typer) -> None:

@@ -62,6 +62,7 @@ def resolve_tasks(names: str | list[str], folder: Path, *, seed: int = 0, n_test
         if item.endswith((".yaml", ".yml")) or "/" in item:
             if not Path(item).is_file():
                 raise MindsetError(f"{item}: no such task file")
+            load_task(Path(item))  # a malformed task file fails here, before any model is loaded
             paths.append(Path(item))
         else:
             paths += [write_task(name, folder, seed=seed, n_test=n_test) for name in expand([item])]
@@ -92,9 +93,38 @@ def evaluate_model(
     return run
 
 
-def save_run(run: EvalRun, folder: str | Path) -> Path:
+def run_names(specs: list[str]) -> list[tuple[str, str]]:
+    """(column label, folder name) for each model spec, each unique among the specs.
+
+    Two specs can share a last path component (runs/a/student, runs/b/student): the second becomes column
+    `student (2)` in folder `student-2`, so no run overwrites another. The label is stored in results.json,
+    which is how `mindset compare` rebuilds the same columns from the folders.
+    """
+    slugs = [_slug(spec) for spec in specs]
+    labels, folders, seen = [], [], set()
+    for slug in slugs:
+        n = 1
+        while (slug if n == 1 else f"{slug}-{n}") in seen or (n > 1 and f"{slug}-{n}" in slugs):
+            n += 1
+        folder = slug if n == 1 else f"{slug}-{n}"
+        seen.add(folder)
+        folders.append(folder)
+        labels.append(slug if n == 1 else f"{slug} ({n})")
+    return list(zip(labels, folders))
+
+
+def _slug(spec: str) -> str:
+    """A folder name for a model spec: its last path component, with anything unusual replaced."""
+    import re
+
+    name = Path(spec.rstrip("/")).name or spec
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def save_run(run: EvalRun, folder: str | Path, label: str | None = None) -> Path:
+    """results.json (with `label`, the run's column in comparisons, when given) and samples.jsonl."""
     folder = Path(folder)
-    atomic_write_json(folder / "results.json", run.as_dict())
+    atomic_write_json(folder / "results.json", run.as_dict() | ({"label": label} if label else {}))
     lines = [json.dumps({"task": t.task, **s}, ensure_ascii=False, default=str) for t in run.tasks for s in t.samples]
     atomic_write_text(folder / "samples.jsonl", "\n".join(lines) + "\n")
     return folder / "results.json"

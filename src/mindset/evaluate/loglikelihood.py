@@ -112,7 +112,7 @@ def score_tokens(
         groups.setdefault(tuple(ctx), []).append(i)
     results: list[Scored | None] = [None] * len(pairs)
     device = next(model.parameters()).device
-    for ctx, members in track(list(groups.items()), len(groups), "log-likelihoods", enabled=progress):
+    for ctx, members in track(list(groups.items()), len(groups), "log-likelihoods", enabled=progress, unit="contexts"):
         fits = all(len(ctx) + len(pairs[i][1]) <= max_length + 1 for i in members)
         if share_context and fits:
             scored = _score_shared(model, list(ctx), [pairs[i][1] for i in members], device)

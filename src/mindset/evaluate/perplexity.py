@@ -81,7 +81,7 @@ def perplexity_of_ids(
     device = next(model.parameters()).device
     total_nll, total_tokens = 0.0, 0
     batches = _batches(windows, batch_size)
-    for batch in track(batches, len(batches), "perplexity", enabled=progress):
+    for batch in track(batches, len(batches), "perplexity", enabled=progress, unit="batches of windows" if batch_size > 1 else "windows"):
         inputs = torch.stack([ids[w.begin : w.end] for w in batch]).to(device)
         # logits only where a target is scored: the position before each new target
         keep = max(w.end - w.first_target for w in batch) + 1

@@ -138,7 +138,7 @@ def _generate(loaded, task: Task, docs, contexts, fast_cpu: bool, progress: bool
             raise MindsetError(f"{spec.location()}: metric {m.metric!r} is not supported for generate_until (supported: exact_match)")
     until, budget = task.until()
     samples = []
-    for d, (doc, context) in enumerate(track(list(zip(docs, contexts)), len(docs), f"{task.name}: generating", enabled=progress)):
+    for d, (doc, context) in enumerate(track(list(zip(docs, contexts)), len(docs), f"{task.name}: generating", enabled=progress, unit="documents")):
         generated = generate_until(loaded, context, until, budget, fast_cpu=fast_cpu)
         gold = task.doc_to_target(doc)
         if spec.doc_to_choice is not None:
@@ -146,7 +146,7 @@ def _generate(loaded, task: Task, docs, contexts, fast_cpu: bool, progress: bool
         references = [str(g) for g in gold] if isinstance(gold, list) else [str(gold)]
         scores, filtered = {}, {}
         for pipeline in spec.filters:
-            answer = M.apply_filters(generated.text, [step.model_dump() for step in pipeline.filter])
+            answer = M.apply_filters(generated.text, [step.model_dump(exclude_none=True) for step in pipeline.filter])
             filtered[pipeline.name] = answer
             for m in spec.metrics:
                 options = m.model_dump(include=M.EXACT_MATCH_OPTIONS)

@@ -19,7 +19,7 @@ class PplParams(BaseModel):
     text_file: Path | None = Field(None, description="a UTF-8 text file to use instead of the corpus")
     context: int | None = Field(None, ge=2, description="window length in tokens (default: model context, at most 1024)")
     stride: int | None = Field(None, ge=1, description="tokens between window starts (default: half the window)")
-    batch_size: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1, description="windows per forward pass")
     max_tokens: int | None = Field(None, ge=2, description="score only the first N tokens")
     label: str | None = Field(None, description="what this measurement is, for the report (e.g. 'after surgery')")
 
@@ -69,7 +69,7 @@ class EvalParams(BaseModel):
 
 
 def eval_step(ctx: RunContext, params: EvalParams) -> dict:
-    """Score the current model; results in <run>/eval/ (what `mindset eval compare RUNDIR...` reads)."""
+    """Score the current model; results in <run>/eval/ (what `mindset compare RUNDIR...` reads)."""
     from mindset.evaluate.compare import comparison, table
     from mindset.evaluate.evaluation import evaluate_model, resolve_tasks, save_run
 

@@ -20,17 +20,17 @@ Relative `data_files` paths are tried from the working directory first (what lm-
 
 from __future__ import annotations
 
-import glob
 import importlib.util
-import json
+import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from mindset.configfile import YamlDocument, _record_lines, validate
+from mindset.configfile import YamlDocument, describe_value, one_line, parse_yaml, read_text, require_mapping, validate
 from mindset.errors import MindsetError
 
 
@@ -56,8 +56,8 @@ class FunctionRef:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except ImportError as err:
-            raise MindsetError(f"!function {self.module}.{self.name}: importing {path} failed: {err}") from None
+        except Exception as err:  # the user's file: a syntax error or anything it raises is theirs to fix
+            raise MindsetError(f"{path}: importing it for !function {self.module}.{self.name} failed: {type(err).__name__}: {one_line(err)}") from None
         if not hasattr(module, self.name):
             raise MindsetError(f"!function {self.module}.{self.name}: {path} defines no {self.name!r}")
         return getattr(module, self.name)
@@ -66,6 +66,14 @@ class FunctionRef:
 _FUNCTIONS: dict[FunctionRef, object] = {}
 
 Template = str | int | list | dict | FunctionRef | None
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{pattern!r} is not a regular expression: {err}") from None
+    return pattern
 
 
 class MetricSpec(BaseModel):
@@ -80,11 +88,27 @@ class MetricSpec(BaseModel):
     ignore_numbers: bool = False
     hf_evaluate: bool = False
 
+    _patterns = field_validator("regexes_to_ignore")(lambda value: value if value is None else [_compiles(p) for p in value])
+
 
 class FilterStep(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One step of a filter pipeline; only `regex` takes options (lm-eval's RegexFilter's)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     function: Literal["regex", "take_first", "remove_whitespace", "lowercase", "uppercase"]
+    regex_pattern: str | None = None
+    group_select: int | None = None
+    fallback: str | None = None
+
+    _pattern = field_validator("regex_pattern")(lambda value: value if value is None else _compiles(value))
+
+    @model_validator(mode="after")
+    def _options_for_regex(self) -> FilterStep:
+        given = [name for name in ("regex_pattern", "group_select", "fallback") if getattr(self, name) is not None]
+        if given and self.function != "regex":
+            raise ValueError(f"{', '.join(given)}: only the regex filter takes options, not {self.function}")
+        return self
 
 
 class FilterPipeline(BaseModel):
@@ -148,6 +172,39 @@ class TaskSpec(BaseModel):
             raise ValueError(f"only data_files (and field) are supported, not {', '.join(sorted(unknown))}")
         if "data_files" not in value:
             raise ValueError("data_files is required: the local JSON files of each split")
+        files = value["data_files"]
+        splits = files if isinstance(files, dict) else {"train": files}
+        for paths in splits.values():
+            if not _names(paths):
+                raise ValueError(f"data_files: a file name, a list of them, or a mapping split -> file name(s); not {describe_value(paths)}")
+        if not isinstance(value.get("field", ""), str):
+            raise ValueError(f"field: the name of the top-level key holding the records, not {describe_value(value['field'])}")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _chance(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        chance = (value or {}).get("chance")
+        ok = isinstance(chance, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in chance.values())
+        if chance is not None and not ok:
+            raise ValueError(f"chance: a mapping metric -> chance level (a number), not {describe_value(chance)}")
+        return value
+
+    @field_validator("generation_kwargs")
+    @classmethod
+    def _generation(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        kwargs = value or {}
+        until = kwargs.get("until", "")
+        if not (isinstance(until, str) or (isinstance(until, list) and all(isinstance(u, str) for u in until))):
+            raise ValueError(f"until: a stop string or a list of them, not {describe_value(until)}")
+        if not isinstance(kwargs.get("do_sample", False), bool):
+            raise ValueError(f"do_sample: true or false, not {describe_value(kwargs['do_sample'])}")
+        if not _number(kwargs.get("temperature", 0.0) or 0.0):
+            raise ValueError(f"temperature: a number, not {describe_value(kwargs['temperature'])}")
+        for key in ("max_gen_toks", "max_new_tokens", "max_tokens"):
+            budget = kwargs.get(key, 1)
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+                raise ValueError(f"{key}: a number of tokens (1 or more), not {describe_value(budget)}")
         return value
 
     _source: Path | None = PrivateAttr(None)  # the file, for relative paths and messages
@@ -198,6 +255,15 @@ class TaskSpec(BaseModel):
         )
 
 
+def _names(value: Any) -> bool:
+    """A name or a non-empty list of names (data files, stop strings)."""
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 UNSUPPORTED = {
     "gen_prefix": "an assistant prefix",
     "process_docs": "a Python pre-processing of the dataset",
@@ -215,10 +281,13 @@ def _loader(folder: Path) -> type[yaml.SafeLoader]:
         pass
 
     def function(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+        # a yaml error, so the message names the file and line like any other YAML mistake
+        if not isinstance(node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(None, None, "!function takes file.function, not a list or mapping", node.start_mark)
         dotted = loader.construct_scalar(node)
         module, _, name = str(dotted).rpartition(".")
-        if not module:
-            raise MindsetError(f"!function {dotted}: write it as file.function (file.py beside the YAML)")
+        if not module or not name:
+            raise yaml.constructor.ConstructorError(None, None, f"!function {dotted}: write it as file.function (file.py beside the YAML)", node.start_mark)
         return FunctionRef(module, name, folder)
 
     TaskLoader.add_constructor("!function", function)
@@ -230,31 +299,41 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], 
     path = path.expanduser().resolve()
     if path in seen:
         raise MindsetError(f"{path}: include cycle ({' -> '.join(p.name for p in (*seen, path))})")
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise MindsetError(f"{path}: no such task file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.load(text, Loader=_loader(path.parent))  # noqa: S506 - a SafeLoader plus !function
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise MindsetError(f"{path}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(err, 'problem', err)}") from None
-    if not isinstance(data, dict):
-        raise MindsetError(f"{path}: a task file is a mapping of lm-eval task keys")
-    doc = YamlDocument(data, path)
-    if node is not None:
-        _record_lines(node, (), doc)
+    doc = parse_yaml(read_text(path, "task file"), path, loader=_loader(path.parent))
+    data = require_mapping(doc, "a task file is a mapping of lm-eval task keys")
     includes = data.pop("include", None)
     if includes is None:
         return data, doc
+    if not _names(includes):
+        raise MindsetError(f"{doc.where(('include',))}: include: a task file name or a list of them, not {describe_value(includes)}")
     merged: dict[str, Any] = {}
-    for include in includes if isinstance(includes, list) else [includes]:
+    combined = IncludingDocument(doc.data, doc.path, doc.lines)
+    for include in [includes] if isinstance(includes, str) else includes:
         included = Path(include) if Path(include).is_absolute() else path.parent / include
-        inner, _ = read_yaml(included, (*seen, path))
+        if not included.is_file():
+            raise MindsetError(f"{doc.where(('include',))}: include: no such task file {included}")
+        inner, inner_doc = read_yaml(included, (*seen, path))
         inner.pop("task_list", None)
         merged.update(inner)
+        combined.origins.update(dict.fromkeys(inner, inner_doc))
     merged.update(data)
-    return merged, doc
+    for key in data:
+        combined.origins.pop(key, None)  # local keys win, and are reported at their own line
+    return merged, combined
+
+
+@dataclass
+class IncludingDocument(YamlDocument):
+    """A task file with `include:`: a key that came from an included file is reported at that file's line."""
+
+    origins: dict[str, YamlDocument] = dataclass_field(default_factory=dict)
+
+    def where(self, loc: tuple = ()) -> str:
+        if loc and loc[0] in self.origins:
+            return self.origins[loc[0]].where(loc)
+        return super().where(loc)
 
 
 def load_task(path: str | Path) -> TaskSpec:
@@ -268,65 +347,3 @@ def load_task(path: str | Path) -> TaskSpec:
     spec = validate(TaskSpec, data, doc)
     spec._source = path.resolve()
     return spec
-
-
-# --- local data -------------------------------------------------------------------------------------
-
-
-def split_files(spec: TaskSpec) -> dict[str, list[Path]]:
-    files = spec.dataset_kwargs["data_files"]
-    by_split = files if isinstance(files, dict) else {"train": files}
-    return {split: [_find(spec, str(p)) for p in (paths if isinstance(paths, list) else [paths])] for split, paths in by_split.items()}
-
-
-def _find(spec: TaskSpec, name: str) -> Path:
-    candidates = [Path(name).expanduser()]
-    if spec.source and not Path(name).is_absolute():
-        candidates.append(spec.source.parent / name)
-    for candidate in candidates:
-        if any(ch in str(candidate) for ch in "*?["):
-            hits = sorted(glob.glob(str(candidate)))
-            if hits:
-                return Path(hits[0]) if len(hits) == 1 else _many(spec, name, hits)
-        elif candidate.is_file():
-            return candidate
-    tried = " or ".join(str(c) for c in candidates)
-    raise MindsetError(f"{spec.location()}: data file {name!r} not found (looked for {tried})")
-
-
-def _many(spec: TaskSpec, name: str, hits: list[str]) -> Path:
-    raise MindsetError(f"{spec.location()}: {name!r} matches {len(hits)} files; list them under data_files instead")
-
-
-def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
-    """JSON Lines, or one JSON array (or an object holding one under `field`)."""
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith("[") or (stripped.startswith("{") and field):
-            data = json.loads(text)
-            rows = data[field] if field else data
-        else:
-            rows = []
-            for number, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise MindsetError(f"{path}:{number}: invalid JSON: {err.msg}") from None
-    except json.JSONDecodeError as err:
-        raise MindsetError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-    except KeyError:
-        raise MindsetError(f"{path}: no field {field!r} at the top level") from None
-    if not all(isinstance(row, dict) for row in rows):
-        raise MindsetError(f"{path}: every record must be a JSON object")
-    return rows
-
-
-def load_split(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
-    files = split_files(spec)
-    if split not in files:
-        raise MindsetError(f"{spec.location()}: split {split!r} has no data_files (splits: {', '.join(files)})")
-    # records stay as written: a record lacking a field the templates use is an error naming the record
-    # (through `datasets`, lm-eval would fill the field with None and render "None" into the prompt)
-    return [row for path in files[split] for row in read_records(path, spec.dataset_kwargs.get("field"))]

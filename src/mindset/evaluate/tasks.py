@@ -22,7 +22,8 @@ from typing import Any
 import jinja2
 
 from mindset.errors import MindsetError
-from mindset.evaluate.taskfile import FunctionRef, TaskSpec, load_split
+from mindset.evaluate.taskdata import load_split
+from mindset.evaluate.taskfile import FunctionRef, TaskSpec
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
 
@@ -62,7 +63,12 @@ class Task:
         return "(a few-shot document)"
 
     def _call(self, ref: FunctionRef, doc: dict, what: str):
-        return ref.load()(doc)
+        function = ref.load()
+        try:
+            return function(doc)
+        except Exception as err:  # the task's own Python: its failure is the task file's problem, named with the document
+            message = " ".join(str(err).split())
+            raise MindsetError(f"{self.spec.location()}: {what} (!function {ref.module}.{ref.name}) raised {type(err).__name__}: {message} on document {self._where(doc)}") from None
 
     def _field(self, doc: dict, name: str, what: str):
         if name not in doc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mindset.export.gguf_writer import Precision, check_exportable, write_gguf
 from mindset.export.modelfile import write_modelfile
+from mindset.fileio import check_output
 
 
 def source_pre_tokenizer(loaded) -> str:
@@ -19,8 +20,9 @@ def source_pre_tokenizer(loaded) -> str:
     return "gpt2"
 
 
-def export_gguf(loaded, out: str | Path, precision: Precision = "f32", modelfile: bool = True) -> dict:
-    """Write OUT.gguf (and a Modelfile beside it); returns what was written."""
+def export_gguf(loaded, out: str | Path, precision: Precision = "f32", modelfile: bool = True, *, overwrite: bool = False) -> dict:
+    """Write OUT.gguf (and a Modelfile beside it); returns what was written. An existing OUT needs `overwrite`."""
+    check_output(out, overwrite)
     path = write_gguf(loaded, out, precision, pre_tokenizer=source_pre_tokenizer(loaded))
     written = {"gguf": str(path), "bytes": path.stat().st_size, "precision": precision}
     if modelfile:

@@ -17,22 +17,36 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--disable-default-apps", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-    "--window-size=1400,900", "--hide-scrollbars",
+    "--hide-scrollbars",
 ]
+WINDOW = (1400, 900)
 
 
-def start_chromium(profile: str | Path):
-    """A selenium driver for Debian's chromium, with a fresh user-data dir `profile`."""
+def check_browser() -> None:
+    """Raise the error a screenshot would end in, now: `mindset map --screenshot` calls it before any work."""
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         raise MindsetError("screenshots need selenium: pip install 'mindset-lab[test]' (or pip install selenium)") from None
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        raise MindsetError("screenshots need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        raise MindsetError(f"screenshots need Debian's chromium and chromium-driver ({', '.join(missing)} not found): "
+                           "apt-get install chromium chromium-driver")
+
+
+def start_chromium(profile: str | Path, window: tuple[int, int] = WINDOW, scale: float | None = None):
+    """A selenium driver for Debian's chromium, with a fresh user-data dir `profile`, a window of `window` pixels
+    and, with `scale`, that device pixel ratio (as on a high-density screen)."""
+    check_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+    flags = [*CHROMIUM_FLAGS, f"--window-size={window[0]},{window[1]}", f"--user-data-dir={profile}"]
+    if scale:
+        flags.append(f"--force-device-scale-factor={scale}")
+    for flag in flags:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -40,7 +40,7 @@ class MapSettings(BaseModel):
     paths: int = Field(200, ge=0, description="generated completions whose generation path is computed and drawn")
     batch_tokens: int = Field(8192, ge=16, description="padded tokens per forward pass")
     cache: Path | None = Field(None, description="encoding cache folder (default $MINDSET_HOME/map-cache)")
-    use_cache: bool = True
+    use_cache: bool = Field(True, description="read and store encodings in the cache (off: encode everything again and store nothing)")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def build_map(loaded, out: str | Path, settings: MapSettings | None = None, *, c
     """Build the map of `loaded` (and `compare`, a second LoadedModel) into `out`; returns map.json's content."""
     from mindset.map.encode import resolve_layer
     from mindset.map.export import write_parquet
-    from mindset.map.layout import fit_layout
+    from mindset.map.layout import choose_method, fit_layout
     from mindset.map.site import frame_of, write_site
 
     settings = settings or MapSettings()
@@ -97,15 +97,19 @@ def build_map(loaded, out: str | Path, settings: MapSettings | None = None, *, c
         runs.append(encode_model(compare, settings, out, say, progress))
         _check_comparable(runs)
     start = time.perf_counter()
-    layout = fit_layout(np.concatenate([r.encodings for r in runs]), settings.method, seed=settings.seed)
+    points = np.concatenate([r.encodings for r in runs])
+    states, path_rows = path_states(runs, len(points))
+    method = choose_method(len(points), settings.method)  # by the items, as documented: path states are extra rows
+    layout = fit_layout(np.concatenate([points, states]), method, seed=settings.seed)
     layout_seconds = time.perf_counter() - start
-    say(f"layout: {layout.method} of {len(layout.coords)} points in {layout_seconds:.1f} s")
-    coords = layout.coords
-    frame = frame_of(coords)
+    say(f"layout: {layout.method} of {len(points)} points and {len(states)} path states in {layout_seconds:.1f} s")
+    coords = layout.coords[: len(points)]
+    frame = frame_of(layout.coords)  # path vertices are in the picture too
     layout.settings.update({"frame": frame, "layer": resolve_layer(loaded.model, settings.layer), "encode": settings.encode,
-                            "models": [r.name for r in runs], "fingerprints": [r.fingerprint for r in runs]})
+                            "models": [r.name for r in runs], "fingerprints": [r.fingerprint for r in runs],
+                            "points": len(points), "path_rows": {str(p): list(rows) for p, rows in path_rows.items()}})
     layout.save(out)
-    page = page_data(runs, coords, frame, layout, settings)
+    page = page_data(runs, coords, frame, layout, settings, path_rows)
     start = time.perf_counter()
     write_site(out, page)
     write_parquet(out / "points.parquet", runs, coords, page.labels)
@@ -114,6 +118,7 @@ def build_map(loaded, out: str | Path, settings: MapSettings | None = None, *, c
         "models": [r.name for r in runs],
         "fingerprints": [r.fingerprint for r in runs],
         "points": int(len(coords)),
+        "path_states": int(len(states)),
         "items": len(runs[0].items),
         "layer": layout.settings["layer"],
         "method": layout.method,
@@ -147,7 +152,31 @@ def _check_comparable(runs: list[Encoded]) -> None:
         raise MindsetError("the two models' items differ; they must be mapped over the same data")
 
 
-def page_data(runs: list[Encoded], coords: np.ndarray, frame: list[float], layout, settings: MapSettings):
+def path_states(runs: list[Encoded], n_points: int) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+    """The generation paths' states, stacked to be laid out with the points, and each path's rows in the layout.
+
+    Why fitted, not projected: a state placed afterwards by its nearest neighbours lands between clusters it
+    does not belong to, and a path becomes a straight line across the map. Fitted, every vertex is a point
+    the layout placed. A path's last state is its item's own encoding (the same forward pass), so it is not
+    repeated: the path ends at the item's point. Rows count from the start of the layout (after the points).
+    """
+    hidden = runs[0].encodings.shape[1]
+    blocks, rows = [], {}
+    start = n_points
+    offset = 0
+    for run in runs:
+        for i, states in sorted(run.paths.items()):
+            inner = np.asarray(states[:-1], dtype=np.float32)
+            if len(inner):
+                blocks.append(inner)
+                rows[offset + i] = (start, start + len(inner))
+                start += len(inner)
+        offset += len(run.items)
+    return (np.concatenate(blocks) if blocks else np.zeros((0, hidden), dtype=np.float32)), rows
+
+
+def page_data(runs: list[Encoded], coords: np.ndarray, frame: list[float], layout, settings: MapSettings,
+              path_rows: dict[int, tuple[int, int]]):
     from mindset.map.compare import change_labels, moved_most
     from mindset.map.site import PageData, to_frame
 
@@ -167,11 +196,9 @@ def page_data(runs: list[Encoded], coords: np.ndarray, frame: list[float], layou
     if len(runs) > 1:
         labels["model"] = [r.name if runs[0].name != runs[1].name else f"{'AB'[m]}: {r.name}" for m, r in enumerate(runs) for _ in r.items]
         labels["change"] = change_labels(runs) * 2
-    paths = {}
-    for m, run in enumerate(runs):
-        for i, states in run.paths.items():
-            paths[m * n + i] = to_frame(layout.project(states), frame).tolist()
-    info = {"layer": layout.settings["layer"], "method": layout.method, "points": len(coords), "encode": settings.encode, "neighbours": layout.settings.get("neighbours")}
+    paths = {p: to_frame(np.concatenate([layout.coords[a:b], coords[p : p + 1]]), frame).tolist() for p, (a, b) in path_rows.items()}
+    info = {"layer": layout.settings["layer"], "method": layout.method, "points": len(coords), "path_states": len(layout.coords) - len(coords),
+            "encode": settings.encode, "neighbours": layout.settings.get("neighbours")}
     title = " vs ".join(r.name for r in runs)
     pairs = [[i, n + i] for i in range(n)] if len(runs) > 1 else []
     moved = moved_most(runs, xy) if len(runs) > 1 else []

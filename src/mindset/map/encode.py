@@ -71,12 +71,15 @@ def _batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
 
 @torch.inference_mode()
 def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                  paths_from: Sequence[int | None] | None = None, progress=None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+                  paths_from: Sequence[int | None] | None = None, progress: bool = False) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """(last-token states (N, H) float32, {i: path states (T_i, H)} for items with a `paths_from` index).
 
     Right padding with an attention mask: real tokens keep positions 0..len-1, so padding changes nothing.
     The base model runs without the LM head (logits for every position would cost more than the layers).
+    Progress (one step a batch) goes through mindset.progress, the project's one progress display.
     """
+    from mindset.progress import track
+
     device = next(model.parameters()).device
     base = model.base_model
     lengths = [len(ids) for ids in id_lists]
@@ -84,7 +87,8 @@ def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch
     out = np.zeros((len(id_lists), hidden), dtype=np.float32)
     paths: dict[int, np.ndarray] = {}
     pad = 0
-    for batch in _batches(lengths, batch_tokens):
+    batches = list(_batches(lengths, batch_tokens))
+    for batch in track(batches, len(batches), f"encoding {len(id_lists)} items", enabled=progress, unit="batches"):
         width = max(lengths[i] for i in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -100,8 +104,6 @@ def hidden_states(model, id_lists: Sequence[Sequence[int]], layer: int, *, batch
                 start = paths_from[i]
                 if start is not None:
                     paths[i] = states[row, start : lengths[i]].cpu().numpy()
-        if progress:
-            progress(len(batch))
     return out, paths
 
 
@@ -122,10 +124,7 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     if todo:
         id_lists = [tokenized[i].ids for i in todo]
         starts = [tokenized[i].path_start if i in wanted_paths else None for i in todo]
-        bar = _Bar(len(todo), "encoding") if progress else None
-        states, found = hidden_states(loaded.model, id_lists, layer, batch_tokens=batch_tokens, paths_from=starts, progress=bar.advance if bar else None)
-        if bar:
-            bar.close()
+        states, found = hidden_states(loaded.model, id_lists, layer, batch_tokens=batch_tokens, paths_from=starts, progress=progress)
         out[todo] = states
         paths = {todo[j]: p for j, p in found.items()}
         if cache is not None:
@@ -139,20 +138,3 @@ def encode_items(loaded, tokenized: Sequence[TokenizedItem], layer: int, *, cach
     if done:
         out[done] = cache.get([keys[i] for i in done])
     return out, paths, len(todo)
-
-
-class _Bar:
-    """A rich progress bar advanced by counts (hidden_states reports items per batch)."""
-
-    def __init__(self, total: int, description: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task(description, total=total)
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-
-    def close(self) -> None:
-        self.progress.stop()

@@ -7,7 +7,10 @@ few huge dimensions; direction is what separates prompts), centred, and reduced 
 Saved as `layout.safetensors` (mean, PCA basis, the reduced reference points and their 2-D positions) and
 `layout.json` (method and settings): no pickled UMAP object, since mindset never unpickles files.
 
-Projecting a new point (live sampling, generation paths, a second checkpoint):
+A map fits its layout on the items' encodings and its generation paths' states together (see
+`mindset.map.build.path_states`), so every path vertex is a position the layout itself chose.
+
+Projecting a new point (live sampling and its path):
 - a PCA layout is linear, so the point gets its exact PCA coordinates;
 - a UMAP layout places it at the distance-weighted mean (weights 1/d) of the 2-D positions of its k
   nearest reference points in the reduced space. This is how UMAP's own `transform` initialises new
@@ -64,7 +67,9 @@ class Layout:
         tmp = folder / ".layout.safetensors.tmp"
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp))
         tmp.replace(folder / FILES[0])
-        atomic_write_json(folder / FILES[1], {"method": self.method, "points": len(self.coords), "dims": int(self.basis.shape[0]), **self.settings})
+        # rows: every fitted position; points: how many of them are items (a map's generation path states follow)
+        atomic_write_json(folder / FILES[1], {"method": self.method, "rows": len(self.coords), "points": len(self.coords), "dims": int(self.basis.shape[0]),
+                                              **self.settings})
 
     @classmethod
     def load(cls, folder: str | Path) -> Layout:

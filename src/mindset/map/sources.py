@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mindset.configfile import read_text
 from mindset.errors import MindsetError
 
 MAX_FILE_ITEMS = 1_000_000
@@ -45,6 +46,25 @@ def split_sources(data: str | list[str]) -> list[str]:
     return items
 
 
+def check_sources(sources: list[str], limit: int | None = None) -> list[str]:
+    """Read every data file and task file named, and look up every suite name, so that a malformed source
+    fails in one line before a model is loaded (building the map reads them again)."""
+    from mindset.evaluate.suites import expand
+    from mindset.evaluate.taskfile import load_task
+    from mindset.evaluate.tasks import Task
+
+    for name in sources:
+        if is_file_source(name):
+            read_file_items(Path(name))
+        elif name.endswith((".yaml", ".yml")):
+            if not Path(name).is_file():
+                raise MindsetError(f"{name}: no such task file")
+            Task(load_task(Path(name))).check(limit)
+        else:
+            expand([name])
+    return sources
+
+
 def is_file_source(name: str) -> bool:
     return name.endswith((".jsonl", ".txt", ".json")) or ("/" in name and not name.endswith((".yaml", ".yml")))
 
@@ -62,8 +82,12 @@ def load_items(loaded, sources: list[str], workdir: Path, *, limit: int | None =
         items += read_file_items(Path(name))
     if tasks:
         from mindset.evaluate.evaluation import resolve_tasks
+        from mindset.evaluate.taskfile import load_task
 
-        for path in resolve_tasks(tasks, workdir / "tasks", seed=seed):
+        task_files = resolve_tasks(tasks, workdir / "tasks", seed=seed)
+        for path in task_files:  # every task file is read and checked before any is scored
+            load_task(path)
+        for path in task_files:
             for split in splits:
                 items += suite_items(loaded, path, split, limit, cache_dir=cache_dir, fingerprint=fingerprint, say=say)
     if not items:
@@ -72,18 +96,15 @@ def load_items(loaded, sources: list[str], workdir: Path, *, limit: int | None =
 
 
 def read_file_items(path: Path) -> list[Item]:
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise MindsetError(f"{path}: no such data file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise MindsetError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    text = read_text(path, "data file (.jsonl or .txt)")
     items: list[Item] = []
     if path.suffix == ".txt":
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 items.append(Item(f"{path.name}:{n}", line, labels={"source": path.name}))
-        return items[:MAX_FILE_ITEMS]
+        return _some(items, path)
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -104,6 +125,13 @@ def read_file_items(path: Path) -> list[Item]:
             if key not in ("text", "prompt", "completion") and isinstance(value, (str, int, float, bool)):
                 labels[key] = str(value).lower() if isinstance(value, bool) else str(value)
         items.append(Item(f"{path.name}:{n}", prompt, completion, labels))
+    return _some(items, path)
+
+
+def _some(items: list[Item], path: Path) -> list[Item]:
+    """A data file named on the command line that holds nothing is a mistake, not an empty contribution."""
+    if not items:
+        raise MindsetError(f"{path}: holds no items (a .jsonl needs one JSON object a line, a .txt one non-empty line an item)")
     return items[:MAX_FILE_ITEMS]
 
 
@@ -151,13 +179,22 @@ def suite_items(loaded, task_file: Path, split: str, limit: int | None, *, cache
     return items
 
 
+def _existing_data_files(spec) -> list[Path]:
+    """The task's data files that exist (from the working directory, else beside the task file), for the cache
+    key; `data_files` is a name, a list, or a mapping split -> name(s) (the lists were hashed wrongly before)."""
+    files = spec.dataset_kwargs["data_files"]
+    names = [n for v in (files.values() if isinstance(files, dict) else [files]) for n in ([v] if isinstance(v, str) else v)]
+    folders = [Path.cwd()] + ([spec.source.parent] if spec.source else [])
+    found = {next((folder / n for folder in folders if (folder / n).is_file()), None) for n in names}
+    return sorted(f for f in found if f is not None)
+
+
 def _cache_path(cache_dir, fingerprint, task_file: Path, task, split: str, limit: int | None) -> Path | None:
     if cache_dir is None or fingerprint is None:
         return None
     h = hashlib.blake2b(digest_size=10)
     h.update(task_file.read_bytes())
-    for f in sorted(set(task.spec.dataset_kwargs["data_files"].values()) if isinstance(task.spec.dataset_kwargs["data_files"], dict) else []):
-        if Path(f).is_file():
-            h.update(Path(f).read_bytes())
+    for f in _existing_data_files(task.spec):
+        h.update(f.read_bytes())
     h.update(f"{split}|{limit}|v1".encode())
     return Path(cache_dir) / fingerprint / "items" / f"{task.name}-{split}-{h.hexdigest()}.json"

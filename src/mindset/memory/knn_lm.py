@@ -119,7 +119,7 @@ def add_text(
     windows = plan_windows(ids.numel(), context, stride or max(1, context // 2))
     device = next(model.parameters()).device
     added = 0
-    for w in track(windows, len(windows), "memorize", enabled=progress):
+    for w in track(windows, len(windows), "memorize", enabled=progress, unit="windows"):
         hidden = final_hidden_states(model, ids[w.begin : w.end][None].to(device))[0]  # (T, d)
         targets = torch.arange(w.first_target, w.end)
         keys = hidden[targets - 1 - w.begin]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from mindset.configfile import YamlDocument, load_yaml, parse_yaml, validate
-from mindset.errors import MindsetError
+from mindset.configfile import YamlDocument, parse_yaml, read_text, require_mapping, validate
 
 Scalar = Union[bool, int, float, str]
 
@@ -49,6 +49,16 @@ def _model_name(value: Any) -> Any:
     return value
 
 
+def refused(reason: str) -> Any:
+    """A key of mergekit's schema that mindset refuses: giving it is an error with `reason` (a plain
+    "unknown field" would mislead). Part of the schema, so the raw YAML is never walked before validation."""
+
+    def reject(value: Any) -> Any:
+        raise PydanticCustomError("unsupported", reason)
+
+    return Annotated[Any, BeforeValidator(reject), Field(None, exclude=True)]
+
+
 class SliceSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +84,7 @@ class OutputSlice(BaseModel):
     sources: list[SliceSource] = Field(min_length=1)
     base_model: str | None = None
     parameters: Parameters | None = None
+    residual_weight: refused("residual_weight is never used by mergekit's merge; remove it")
 
     _check_base = field_validator("base_model", mode="before")(_model_name)
 
@@ -83,6 +94,7 @@ class TokenizerSettings(BaseModel):
 
     source: str = "union"
     pad_to_multiple_of: int | None = Field(None, ge=1)
+    tokens: refused("per-token embedding sources (tokenizer.tokens) are not supported")
 
 
 class MergeConfig(BaseModel):
@@ -98,6 +110,7 @@ class MergeConfig(BaseModel):
     tokenizer_source: str | None = None
     tokenizer: TokenizerSettings | None = None
     chat_template: str | None = None
+    modules: refused("multi-module merges (modules:) are not supported; use slices or models")
 
     _check_base = field_validator("base_model", mode="before")(_model_name)
 
@@ -110,6 +123,14 @@ class MergeConfig(BaseModel):
         if name not in DTYPES:
             raise ValueError(f"unknown dtype {value!r}; use one of {', '.join(DTYPES)}")
         return name
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> MergeConfig:
+        if bool(self.slices) == bool(self.models):
+            raise PydanticCustomError("config", "give exactly one of 'slices' or 'models'")
+        if self.tokenizer_source is not None and self.tokenizer is not None:
+            raise PydanticCustomError("config", "give 'tokenizer_source' or 'tokenizer', not both", {"at": "tokenizer"})
+        return self
 
     @property
     def tokenizer_choice(self) -> str | None:
@@ -136,18 +157,9 @@ class LoadedConfig:
         return self.doc.path.parent if self.doc.path else None
 
 
-# Keys mergekit's schema has that mindset refuses, with the reason (a plain "unknown field" would mislead);
-# checked on the raw YAML before validation.
-UNSUPPORTED = {
-    ("modules",): "multi-module merges (modules:) are not supported; use slices or models",
-    ("tokenizer", "tokens"): "per-token embedding sources (tokenizer.tokens) are not supported",
-    ("residual_weight",): "residual_weight is never used by mergekit's merge; remove it",
-}
-
-
 def load_merge_config(path: str | Path) -> LoadedConfig:
-    doc = load_yaml(path)
-    return _validate(doc, Path(path).read_text(encoding="utf-8"))
+    text = read_text(path, "merge config")
+    return _validate(parse_yaml(text, Path(path)), text)
 
 
 def parse_merge_config(text: str, path: Path | None = None) -> LoadedConfig:
@@ -155,26 +167,5 @@ def parse_merge_config(text: str, path: Path | None = None) -> LoadedConfig:
 
 
 def _validate(doc: YamlDocument, text: str) -> LoadedConfig:
-    if isinstance(doc.data, dict):
-        _refuse_unsupported(doc)
-    config = validate(MergeConfig, doc.data, doc)
-    if bool(config.slices) == bool(config.models):
-        raise MindsetError(f"{doc.where()}: give exactly one of 'slices' or 'models'")
-    if config.tokenizer_source is not None and config.tokenizer is not None:
-        raise MindsetError(f"{doc.where(('tokenizer',))}: give 'tokenizer_source' or 'tokenizer', not both")
-    return LoadedConfig(config, doc, text)
-
-
-def _refuse_unsupported(doc: YamlDocument) -> None:
-    data = doc.data
-    for key, reason in UNSUPPORTED.items():
-        if key == ("residual_weight",):
-            for i, piece in enumerate(data.get("slices") or []):
-                if isinstance(piece, dict) and "residual_weight" in piece:
-                    raise MindsetError(f"{doc.where(('slices', i, 'residual_weight'))}: {reason}")
-            continue
-        node: Any = data
-        for part in key:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            raise MindsetError(f"{doc.where(key)}: {reason}")
+    require_mapping(doc, "a merge config is a mapping with merge_method and slices or models")
+    return LoadedConfig(validate(MergeConfig, doc.data, doc), doc, text)

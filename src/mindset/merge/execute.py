@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mindset.errors import MindsetError
-from mindset.fileio import atomic_folder
+from mindset.fileio import atomic_folder, check_output
 from mindset.merge.methods import MergeInputs
 from mindset.merge.methods.pieces import pieces, torch_threads
 from mindset.merge.plan import MergePlan, OutputTensor
@@ -180,8 +179,7 @@ def execute_plan(
     merges that reduce keep torch's default thread count, as mergekit runs them.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise MindsetError(f"{out} exists; choose another output folder or allow overwriting it (--overwrite)")
+    check_output(out, overwrite)
     began = time.perf_counter()
     specs = [TensorSpec(t.name, t.shape, t.dtype) for t in plan.tensors]
     reduces = any(plan.method.reduces([s.params for s in t.inputs], t.shared) for t in plan.tensors)
@@ -214,7 +212,7 @@ def execute_plan(
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as merging,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="merge-writer") as writing,
             ):
-                for tensor, spec in track(zip(plan.tensors, specs), len(specs), f"merging ({plan.method.name})", enabled=progress):
+                for tensor, spec in track(zip(plan.tensors, specs), len(specs), f"merging ({plan.method.name})", enabled=progress, unit="tensors"):
                     merged = merging.submit(merge_into_buffer, tensor, spec)
                     writes.append(writing.submit(write_in_order, merged, spec))
                     while len(writes) > workers + 1:  # a bounded pipeline: memory stays at a few tensors

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,9 +41,37 @@ def dequantize_gguf(gguf_path: Path):
 
     check_gguf(gguf_path)
     kwargs = {"gguf_file": gguf_path.name}
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    with _mindset_progress():
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
     return model.eval(), tokenizer
+
+
+@contextmanager
+def _mindset_progress() -> Iterator[None]:
+    """One progress style: transformers' own tqdm bars (dequantizing, loading weights) go through mindset.progress.
+
+    transformers draws the dequantization bar with tqdm directly, which its `disable_progress_bar` does not
+    reach, so its module's `tqdm` is swapped for `track` while the file is read; its other bars are off.
+    """
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from mindset.progress import track
+
+    def bar(iterable, desc=None, **kwargs):
+        items = list(iterable)
+        return track(items, len(items), "dequantizing GGUF", unit="tensors")
+
+    original, bars_were_on = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
+    gguf_utils.tqdm = bar
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
 
 def gguf_to_folder(gguf_path: Path) -> Path:
@@ -52,7 +82,7 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     if (folder / SOURCE_RECORD).exists():
         return folder
     model, tokenizer = dequantize_gguf(gguf_path)
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp, _mindset_progress():
         save_folder(model, tokenizer, tmp)
         record = {"gguf": str(gguf_path.resolve()), "size": gguf_path.stat().st_size, "sha256": _sha256(gguf_path)}
         (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n")

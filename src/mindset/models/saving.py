@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mindset.errors import MindsetError
-from mindset.fileio import atomic_folder
+from mindset.fileio import atomic_folder, check_output
 
 
 def strip_quantization(model) -> None:
@@ -35,9 +34,7 @@ def save_folder(model, tokenizer, folder: Path) -> None:
 
 def save(loaded, folder: str | Path, *, overwrite: bool = False) -> Path:
     """Save a LoadedModel as an HF folder, atomically; `mindset.models.load(folder)` reads it back."""
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise MindsetError(f"{folder} exists; choose another folder or overwrite it explicitly")
+    folder = check_output(folder, overwrite)
     with atomic_folder(folder, replace=True) as tmp:
         save_folder(loaded.model, loaded.tokenizer, tmp)
     return folder

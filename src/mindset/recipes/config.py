@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mindset.configfile import YamlDocument, format_loc, validate
 from mindset.errors import MindsetError
@@ -21,6 +22,23 @@ class RecipeConfig(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     steps: list[Any] = Field(min_length=1, description="each item is a step name, or {name: {parameters}}")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        """Checked here so a typo fails before the first step, not when a step loads the model."""
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str) -> str:
+        from mindset.models.device import DTYPES
+
+        if value != "auto" and value not in DTYPES:
+            raise ValueError(f"unknown dtype {value!r}; use auto, {', '.join(DTYPES)}")
+        return value
 
 
 @dataclass

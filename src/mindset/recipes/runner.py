@@ -13,7 +13,8 @@ from rich.console import Console
 
 import mindset
 from mindset.configfile import load_yaml, validate
-from mindset.fileio import atomic_write_json, atomic_write_text
+from mindset.errors import MindsetError
+from mindset.fileio import atomic_write_json, atomic_write_text, check_output
 from mindset.recipes.config import RecipeConfig, plan_steps
 from mindset.runcontext import RunContext
 
@@ -32,13 +33,21 @@ def run_recipe(
     device: str | None = None,
     console: Console | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
+    """Run a recipe into runs_dir/<name>/, refusing an existing run folder unless `overwrite`.
+
+    With `overwrite` the folder is not emptied first: each step replaces its own outputs, so a distill step
+    with `resume: true` continues from the checkpoints of the run before.
+    """
     path = Path(path)
     doc = load_yaml(path)
+    if doc.data is None:
+        raise MindsetError(f"{path}: the file is empty; a recipe is a mapping with model and steps")
     config = validate(RecipeConfig, doc.data, doc)
     steps = plan_steps(config, doc)  # every step name and parameter is checked before any work starts
     run_name = name or config.name or path.stem
-    run_dir = Path(runs_dir) / run_name
+    run_dir = check_output(Path(runs_dir) / run_name, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(exclude={"steps"}) | {
         "name": run_name,
@@ -63,7 +72,8 @@ def run_recipe(
         try:
             result = step.function(ctx, step.params)
         except BaseException as err:
-            save(f"failed in step {index} ({step.name}): {type(err).__name__}: {err}")
+            reason = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+            save(f"failed in step {index} ({step.name}): {reason}")
             raise
         ctx.metrics[step.key] = {**(result or {}), "seconds": round(time.perf_counter() - begin, 2)}
         save(f"running: {index} of {len(steps)} steps done")

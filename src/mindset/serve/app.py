@@ -124,10 +124,17 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
                 code="context_length_exceeded",
             )
         budget = limit or context - len(prompt_ids)
-        params = SamplingParams(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p, seed=body.seed or 0)
+        params = SamplingParams(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p, seed=request_seed(body.seed))
         return Job(prompt_ids, params, body.stop_list(), loop=asyncio.get_running_loop())
 
     return app
+
+
+def request_seed(seed: int | None) -> int:
+    """The request's seed, or a fresh one: without a seed, two sampled answers to one prompt differ (as in OpenAI's API)."""
+    import secrets
+
+    return seed if seed is not None else secrets.randbelow(2**31)
 
 
 async def _collect(request: Request, job: Job) -> tuple[str, str, int]:

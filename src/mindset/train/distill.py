@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 
 from mindset.errors import MindsetError
-from mindset.fileio import atomic_write_json
+from mindset.fileio import atomic_write_json, check_output
 from mindset.models.anatomy import select_parameters, text_config
 from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
 from mindset.train.config import DistillConfig
@@ -86,6 +88,24 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.stem.split("=")[1]), default=None)
 
 
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from (None: a fresh run), after the existing-output rule.
+
+    A fresh run refuses a run folder that holds anything unless `overwrite`, which deletes it first (its
+    old checkpoints would otherwise mix with the new run's); `resume` needs a complete checkpoint.
+    """
+    resume_from = latest_checkpoint(run_dir / "checkpoints")
+    if resume:
+        if resume_from is None:
+            raise MindsetError(f"nothing to resume: {run_dir / 'checkpoints'} holds no complete checkpoint; start again with --overwrite")
+        return resume_from
+    if resume_from is not None and not overwrite:
+        raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume), choose another name or pass --overwrite")
+    check_output(run_dir, overwrite)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
+
+
 def _checkpoint_step(path: Path) -> int:
     tree = json.loads((path / TREE).read_text())
     return next(v for k, v in tree["__dict__"] if k == "global_step")
@@ -111,6 +131,7 @@ def distill(
     callbacks: Sequence[Any] = (),
     progress: bool = True,
     protection: Protection | None = None,
+    overwrite: bool = False,
 ) -> DistillResult:
     """Distill `teacher` (a LoadedModel) into `student` (a LoadedModel, trained in place).
 
@@ -122,7 +143,7 @@ def distill(
     rollbacks also go to protection.json.
     """
     config = config or DistillConfig()
-    run = prepare_run(student, teacher, config, Path(runs_dir), resume)
+    run = prepare_run(student, teacher, config, Path(runs_dir), resume, overwrite)
     trainable = select_trainable(student.model, config.trainable)
     loader = training_batches(student, config, run.start_step)
     module = build_module(student, teacher, config, trainable, protection)
@@ -131,7 +152,7 @@ def distill(
     return record_run(student, config, run, trainer, module, trainable, seconds, protection)
 
 
-def prepare_run(student, teacher, config: DistillConfig, runs_dir: Path, resume: bool) -> _Run:
+def prepare_run(student, teacher, config: DistillConfig, runs_dir: Path, resume: bool, overwrite: bool = False) -> _Run:
     """Every check that can fail before training starts: teacher, memory, and the run folder's checkpoints."""
     if teacher is None:
         if config.alpha or config.gamma:
@@ -141,12 +162,8 @@ def prepare_run(student, teacher, config: DistillConfig, runs_dir: Path, resume:
     check_memory(student, config)
     run_dir = runs_dir / config.name
     checkpoints = run_dir / "checkpoints"
-    resume_from = latest_checkpoint(checkpoints)
-    if resume and resume_from is None:
-        raise MindsetError(f"nothing to resume: {checkpoints} holds no complete checkpoint")
-    if not resume and resume_from is not None:
-        raise MindsetError(f"{run_dir} already holds checkpoints; resume it (--resume) or choose another name")
-    return _Run(run_dir, checkpoints, resume_from if resume else None, _checkpoint_step(resume_from) if resume else 0)
+    resume_from = claim_run_dir(run_dir, resume, overwrite)
+    return _Run(run_dir, checkpoints, resume_from, _checkpoint_step(resume_from) if resume_from else 0)
 
 
 def training_batches(student, config: DistillConfig, start_step: int) -> torch.utils.data.DataLoader:
@@ -174,7 +191,8 @@ def run_callbacks(student, config: DistillConfig, run: _Run, progress: bool, pro
     """Checkpoints, LR logging, the step progress bar, protection's monitor and validation perplexity."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from mindset.train.callbacks import StepProgressBar, ValidPerplexity
+    from mindset.train.callbacks import ValidPerplexity
+    from mindset.train.progress_bar import progress_bar
 
     saver = ModelCheckpoint(
         dirpath=run.checkpoints,
@@ -187,7 +205,7 @@ def run_callbacks(student, config: DistillConfig, run: _Run, progress: bool, pro
     )
     out = [saver, LearningRateMonitor(logging_interval="step")]
     if progress:
-        out.append(StepProgressBar(leave=True))
+        out.append(progress_bar())  # rich, counting steps, on a terminal; plain lines in a pipe
     if protection is not None:
         out.append(protection.callback())
     if config.valid_every:
@@ -229,6 +247,11 @@ def fit(trainer, module, loader, run: _Run, config: DistillConfig) -> float:
         warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|infinite|LeafSpec|exists and is not empty).*")
         try:
             trainer.fit(module, train_dataloaders=loader, ckpt_path=str(run.resume_from) if run.resume_from else None)
+        except SystemExit:  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1): make it Ctrl-C again
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from then on
+            raise KeyboardInterrupt from None
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not isinstance(err, torch.OutOfMemoryError) and "allocate memory" not in str(err):
                 raise

@@ -32,7 +32,8 @@ def run_distill(ctx: RunContext, params: DistillParams, protection: Protection |
     ctx.console.print(f"teacher: [bold]{teacher_spec}[/]")
     teacher = load(teacher_spec, device=ctx.loaded.device, dtype=ctx.loaded.dtype)
     config = DistillConfig(**params.model_dump(include=set(DistillConfig.model_fields)))
-    result = distill(ctx.loaded, teacher, config, runs_dir=ctx.run_dir, resume=params.resume, progress=ctx.progress, protection=protection)
+    result = distill(ctx.loaded, teacher, config, runs_dir=ctx.run_dir, resume=params.resume, progress=ctx.progress, protection=protection,
+                     overwrite=True)  # a recipe run folder is claimed once, by `mindset run`
     del teacher
     metrics = result.metrics
     rows = [

@@ -52,11 +52,21 @@
   const n0 = xs.length;
   const pointSize = n0 <= 500 ? 7 : n0 <= 5000 ? 5 : n0 <= 50000 ? 3 : 2;
   const canvas = $('canvas');
+  const pane = $('plot');
+  // The plot draws into a renderer's off-screen canvas and copies its middle onto ours. The library's own
+  // renderer sizes itself to min(window, screen): on a screen smaller than the window (headless chromium's
+  // is 800x600) the copy is cut to a box. Ours is sized to the pane, in CSS pixels (times the device pixel
+  // ratio, inside resize), and follows it.
+  const renderer = window.ReglScatterplot.createRenderer({ canvas: document.createElement('canvas') });
+  let size = paneSize();
+  renderer.resize(size.width, size.height);
   const scatterplot = window.ReglScatterplot.createScatterplot({
+    renderer,
     canvas,
-    width: 'auto',
-    height: 'auto',
+    width: size.width,
+    height: size.height,
     pointSize,
+    pointScaleMode: 'constant', // the same size at every zoom: fitting a narrow pane zooms out, which would shrink them to dots
     pointSizeSelected: 2,
     pointOutlineWidth: 1.5,
     backgroundColor: '#ffffff',
@@ -68,6 +78,58 @@
     annotationLineWidth: 1,
   });
   api.scatterplot = scatterplot;
+
+  // ---- the view: the pane's size, and a camera that frames every point and path vertex ------------------
+  function paneSize() {
+    const r = pane.getBoundingClientRect();
+    return { width: Math.max(1, Math.floor(r.width)), height: Math.max(1, Math.floor(r.height)), ratio: window.devicePixelRatio || 1 };
+  }
+
+  const MARGIN = 0.06; // of the data's extent, on each side, plus the points' own radius (below)
+  function bounds() {
+    // the data's bounding box in the plot's coordinates: the points, and the paths when they are shown
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    const add = (x, y) => { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); };
+    for (let i = 0; i < xs.length; i++) add(xs[i], ys[i]);
+    const allPaths = $('show-paths').checked;
+    for (const [p, v] of Object.entries(paths)) if (allPaths || live.includes(Number(p))) for (const [x, y] of v) add(x, y);
+    return { x0, y0, x1, y1 };
+  }
+
+  function fitView(options = {}) {
+    // zoomToArea keeps the aspect ratio and fits whichever side of the box limits it; the box grows on every
+    // side by the margin and by a point's size in data units at that zoom (so edge points are whole)
+    const b = bounds();
+    const w = Math.max(b.x1 - b.x0, 1e-3), h = Math.max(b.y1 - b.y0, 1e-3);
+    const wide = w / h > size.width / size.height; // the box's width limits the zoom, not its height
+    const extent = wide ? w : h, pixels = wide ? size.width : size.height;
+    const pad = extent * MARGIN + (extent * (1 + 2 * MARGIN) * (pointSize + 2)) / pixels;
+    return scatterplot.zoomToArea({ x: b.x0 - pad, y: b.y0 - pad, width: w + 2 * pad, height: h + 2 * pad }, options);
+  }
+
+  let resizing = null; // a resize waiting for its animation frame
+  let settling = Promise.resolve(); // the last resize, until its view is fitted and drawn
+  function resize() {
+    // on a window resize, a pane resize or a device pixel ratio change (browser zoom, another screen)
+    const next = paneSize();
+    if (next.width === size.width && next.height === size.height && next.ratio === size.ratio) return Promise.resolve();
+    size = next;
+    renderer.resize(size.width, size.height);
+    renderer.refresh();
+    return scatterplot.set({ width: size.width, height: size.height }).then(() => fitView());
+  }
+  function scheduleResize() {
+    if (resizing) return;
+    resizing = window.requestAnimationFrame(() => { resizing = null; settling = resize(); });
+  }
+  if (window.ResizeObserver) new ResizeObserver(scheduleResize).observe(pane);
+  window.addEventListener('resize', scheduleResize);
+  function watchRatio() {
+    // a media query that fires once when the ratio leaves its current value; then watch the new one
+    const query = window.matchMedia && window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`);
+    if (query && query.addEventListener) query.addEventListener('change', () => { scheduleResize(); watchRatio(); }, { once: true });
+  }
+  watchRatio();
 
   // ---- colours ------------------------------------------------------------------------------------------
   function categories(mode) {
@@ -139,10 +201,13 @@
     const right = [xs[b] - h * (ux * 0.9 + uy * 0.5), ys[b] - h * (uy * 0.9 - ux * 0.5)];
     return { vertices: [[xs[a], ys[a]], [xs[b], ys[b]], left, [xs[b], ys[b]], right], lineColor: [0.2, 0.2, 0.2, 0.35], lineWidth: 1 };
   }
-  function pathLine(p, strong) {
+  function pathLines(p, strong) {
+    // one line a step: the library joins a polyline's segments with miters, which at a sharp turn of a path
+    // shoot out as long spikes across the map
     const v = paths[p];
-    if (!v || v.length < 2) return null;
-    return { vertices: v, lineColor: strong ? [0.05, 0.3, 0.9, 0.9] : [0.3, 0.3, 0.3, 0.18], lineWidth: strong ? 2 : 1 };
+    if (!v || v.length < 2) return [];
+    const style = { lineColor: strong ? [0.05, 0.3, 0.9, 0.9] : [0.3, 0.3, 0.3, 0.18], lineWidth: strong ? 2 : 1 };
+    return v.slice(1).map((b, i) => Object.assign({ vertices: [v[i], b] }, style));
   }
   function annotate() {
     const items = [];
@@ -157,13 +222,9 @@
     for (const p of Object.keys(paths)) {
       const isLive = live.includes(Number(p));
       if (!allPaths && !isLive) continue;
-      const line = pathLine(p, isLive);
-      if (line) items.push(line);
+      items.push(...pathLines(p, isLive));
     }
-    if (hovered >= 0) {
-      const line = pathLine(hovered, true);
-      if (line) items.push(line);
-    }
+    if (hovered >= 0) items.push(...pathLines(hovered, true));
     scatterplot.drawAnnotations(items);
   }
 
@@ -267,7 +328,7 @@
   select.addEventListener('change', draw);
   $('show-paths').addEventListener('change', annotate);
   $('show-arrows').addEventListener('change', annotate);
-  $('reset').addEventListener('click', () => scatterplot.reset());
+  $('reset').addEventListener('click', () => fitView({ transition: true }));
   $('lasso').addEventListener('click', () => {
     const on = scatterplot.get('mouseMode') !== 'lasso';
     scatterplot.set({ mouseMode: on ? 'lasso' : 'panZoom' });
@@ -332,6 +393,23 @@
   api.count = () => xs.length;
   api.screenPosition = (p) => scatterplot.getScreenPosition(p);
   api.liveCount = 0;
+  // where every point is on the canvas (CSS pixels from its top-left), with the canvas's size and the colour
+  // categories shown in the legend: the browser tests check that each legend entry's points are on screen
+  api.view = () => ({
+    width: size.width,
+    height: size.height,
+    ratio: window.devicePixelRatio,
+    canvas: [canvas.width, canvas.height],
+    renderer: [renderer.canvas.width, renderer.canvas.height],
+    pointSize,
+    positions: xs.map((_, p) => scatterplot.getScreenPosition(p)),
+    names: current.names,
+    colours: current.colours,
+    codes: current.codes,
+  });
+  api.fitView = fitView;
+  // resolves once no resize is pending and the last one has been fitted and drawn
+  api.settled = () => (resizing ? new Promise((r) => window.requestAnimationFrame(r)).then(api.settled) : settling);
 
   function showMessage(text) {
     const m = $('message');
@@ -339,7 +417,7 @@
     m.hidden = false;
   }
 
-  draw().then(() => {
+  draw().then(() => fitView()).then(() => {
     api.ready = true;
     api.readyMs = performance.now();
     document.body.dataset.ready = '1';

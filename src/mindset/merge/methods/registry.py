@@ -51,10 +51,12 @@ class Param:
             raise ValueError(f"{self.name} must be a number, not {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
             raise ValueError(f"{self.name} must be a number, not {value!r}") from None
         if number != number:
             raise ValueError(f"{self.name} must be a number, not NaN")
+        if number in (float("inf"), float("-inf")):
+            raise ValueError(f"{self.name} must be a finite number, not {value!r}")
         if self.low is not None and number < self.low or self.high is not None and number > self.high:
             raise ValueError(f"{self.name} must be between {self.low} and {self.high}, not {number:g}")
         return number
