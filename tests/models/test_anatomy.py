@@ -16,22 +16,8 @@ from transformers import LlamaConfig, LlamaModel, PretrainedConfig
 
 from mindset.errors import MindsetError
 from mindset.models import anatomy
-from mindset.models.anatomy import (
-    blocks,
-    component_at,
-    component_parameters,
-    component_path,
-    decoder_layers,
-    in_features,
-    is_conv1d,
-    layers_path,
-    list_components,
-    n_layers,
-    out_features,
-    parse_component,
-    parse_layers,
-    select_parameters,
-)
+from mindset.models.anatomy import blocks, decoder_layers, in_features, is_conv1d, layers_path, n_layers, out_features
+from mindset.models.names import component_at, component_parameters, component_path, list_components, parse_component, parse_layers, select_parameters
 
 
 @dataclass

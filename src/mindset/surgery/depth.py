@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from mindset.errors import MindsetError
-from mindset.models.anatomy import blocks, check_layer, layers_path, n_layers, parse_layers, text_config
+from mindset.models.anatomy import blocks, check_layer, layers_path, n_layers, text_config
 from mindset.models.custom import note_edit, set_module
+from mindset.models.names import parse_layers
 from mindset.surgery.layers import unwrap, working_copy
 
 INSERT_INITS = ("identity", "copy")

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from mindset.errors import MindsetError
-from mindset.models.anatomy import Block, blocks, parse_layers
+from mindset.models.anatomy import Block, blocks
 from mindset.models.custom import note_edit
+from mindset.models.names import parse_layers
 from mindset.models.shapes import bias_of, drawn_like, set_projection, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 

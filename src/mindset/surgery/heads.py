@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 
 from mindset.errors import MindsetError
-from mindset.models.anatomy import Block, blocks, parse_layers
+from mindset.models.anatomy import Block, blocks
 from mindset.models.custom import note_edit
+from mindset.models.names import parse_layers
 from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
 from mindset.surgery.layers import unwrap, working_copy
 

@@ -11,7 +11,8 @@ import dataclasses
 
 from torch import nn
 
-from mindset.models.anatomy import blocks, decoder_layers, parse_layers
+from mindset.models.anatomy import blocks, decoder_layers
+from mindset.models.names import parse_layers
 
 __all__ = ["decoder_layers", "ffn_paths", "parse_layers", "unwrap", "working_copy"]
 

@@ -17,7 +17,8 @@ import torch
 
 from mindset.errors import MindsetError
 from mindset.fileio import atomic_write_json, check_output
-from mindset.models.anatomy import select_parameters, text_config
+from mindset.models.anatomy import text_config
+from mindset.models.names import select_parameters
 from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
 from mindset.train.config import DistillConfig
 from mindset.train.data import StepBatches, read_training_text, token_blocks
