@@ -47,20 +47,22 @@ def is_projection(module) -> bool:
     return isinstance(module, nn.Linear) or (isinstance(module, nn.Module) and is_conv1d(module))
 
 
-def in_features(module: nn.Module) -> int:
+def _out_in(module: nn.Module) -> tuple[int, int]:
+    """(out, in) features of a projection: nn.Linear's weight is (out, in), GPT-2's Conv1D's (in, out)."""
     if isinstance(module, nn.Linear):
-        return module.in_features
+        return module.out_features, module.in_features
     if is_conv1d(module):
-        return module.weight.shape[0]
+        n_in, n_out = module.weight.shape
+        return n_out, n_in
     raise MindsetError(f"a {type(module).__name__} is not a projection mindset can read (nn.Linear or GPT-2's Conv1D)")
+
+
+def in_features(module: nn.Module) -> int:
+    return _out_in(module)[1]
 
 
 def out_features(module: nn.Module) -> int:
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if is_conv1d(module):
-        return module.weight.shape[1]
-    raise MindsetError(f"a {type(module).__name__} is not a projection mindset can read (nn.Linear or GPT-2's Conv1D)")
+    return _out_in(module)[0]
 
 
 def _child(module: nn.Module, names: Iterable[str], exclude: nn.Module | None = None) -> nn.Module | None:
