@@ -7,6 +7,7 @@ from mindset.surgery.heads import add_heads, remove_heads
 from mindset.surgery.memory import attach_knn_lm, detach_knn_lm, ffn_to_memory, memory_layers, memory_to_ffn
 
 __all__ = [
-    "add_heads", "attach_knn_lm", "detach_knn_lm", "drop_layers", "duplicate_layers", "feedback_pairs", "ffn_to_memory", "insert_layers", "layerwise_feedback",
+    "add_heads", "attach_knn_lm", "detach_knn_lm", "drop_layers", "duplicate_layers", "ffn_to_memory", "insert_layers",
     "memory_layers", "memory_to_ffn", "move_layer", "narrow_ffn", "remove_heads", "widen_ffn",
+    "feedback_pairs", "layerwise_feedback",
 ]  # fmt: skip
