@@ -156,6 +156,21 @@ def test_chunked_prefill_cropped_and_repeated_caches_stay_exact(tiny):
     assert torch.allclose(both[1], flipped[0, 7:], atol=1e-5, rtol=0)
 
 
+def test_reordered_and_selected_caches_stay_exact(tiny):
+    """Beam search reorders the cache's rows; the fed-back states must follow them."""
+    edited = randomize(surgery.layerwise_feedback(tiny, [(0, 1)]))
+    rows = torch.cat([IDS, IDS.flip(1)])  # (2, 12)
+    whole = logits(edited.model, rows, use_cache=False)
+    cache = DynamicCache(config=edited.model.config)
+    logits(edited.model, rows[:, :8], past_key_values=cache, use_cache=True)
+    cache.reorder_cache(torch.tensor([1, 0]))
+    swapped = logits(edited.model, rows.flip(0)[:, 8:10], past_key_values=cache, use_cache=True)
+    assert torch.allclose(swapped, whole.flip(0)[:, 8:10], atol=1e-5, rtol=0)
+    cache.batch_select_indices(torch.tensor([1]))  # the row that started as IDS
+    last = logits(edited.model, IDS[:, 10:], past_key_values=cache, use_cache=True)
+    assert torch.allclose(last[0], whole[0, 10:], atol=1e-5, rtol=0)
+
+
 def test_left_padding_feeds_back_nothing_from_the_pad(tiny):
     edited = randomize(surgery.layerwise_feedback(tiny, [(0, 1)]))
     short = IDS[:, :6]
