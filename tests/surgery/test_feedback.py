@@ -5,6 +5,8 @@ full sequence."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
@@ -284,7 +286,9 @@ def test_bad_rank_is_refused(tiny, rank):
 @pytest.mark.slow
 def test_zero_init_keeps_smollm2_logits(smollm2):
     ids = smollm2.tokenizer("The capital of France is Paris, and the capital of Italy is", return_tensors="pt").input_ids
+    start = time.perf_counter()
     edited = surgery.layerwise_feedback(smollm2, [(2, 10), (5, 20), (0, 29)])
+    took = time.perf_counter() - start
     drift = (logits(edited.model, ids) - logits(smollm2.model, ids)).abs().max().item()
-    print(f"SmolLM2 with 3 zero-initialised feedback pairs: max logit change {drift:.1e}")
+    print(f"SmolLM2 with 3 zero-initialised feedback pairs: edit {took:.2f} s, max logit change {drift:.1e}")
     assert drift < 1e-5
