@@ -30,6 +30,8 @@ RESTORERS: dict[str, str] = {
     "featural_memory": "mindset.surgery.restore:restore_featural",
     "associative_memory": "mindset.surgery.restore:restore_associative",
     "knn_lm": "mindset.surgery.restore:restore_knn_lm",
+    "embedding_shim": "mindset.surgery.shim:restore_embedding",
+    "embedding_shim_head": "mindset.surgery.shim:restore_head",
 }
 
 

@@ -4,8 +4,10 @@ from mindset.surgery.depth import drop_layers, duplicate_layers, insert_layers, 
 from mindset.surgery.ffn_width import narrow_ffn, widen_ffn
 from mindset.surgery.heads import add_heads, remove_heads
 from mindset.surgery.memory import attach_knn_lm, detach_knn_lm, ffn_to_memory, memory_layers, memory_to_ffn
+from mindset.surgery.shim import embedding_shim, fold_embedding_shim, shim_parameters
 
 __all__ = [
     "add_heads", "attach_knn_lm", "detach_knn_lm", "drop_layers", "duplicate_layers", "ffn_to_memory", "insert_layers",
     "memory_layers", "memory_to_ffn", "move_layer", "narrow_ffn", "remove_heads", "widen_ffn",
+    "embedding_shim", "fold_embedding_shim", "shim_parameters",
 ]  # fmt: skip
