@@ -155,3 +155,20 @@ def test_a_head_that_cannot_carry_the_shim_is_refused(tiny_llama):
         surgery.embedding_shim(attached)
     with pytest.raises(MindsetError, match="linear LM head"):  # and kNN-LM refuses a shimmed head
         surgery.attach_knn_lm(surgery.embedding_shim(tiny_llama))
+
+
+def test_distill_trains_the_shim_alone_and_saves_it(tmp_path):
+    """`distill --trainable shim`: the shim moves, nothing else does, and the saved student restores it."""
+    from mindset.train import DistillConfig, distill
+
+    student = surgery.embedding_shim(load("tiny-llama", seed=0), 4)
+    teacher = load("tiny-llama", seed=1)
+    embeddings = student.model.get_input_embeddings().weight.detach().clone()
+    config = DistillConfig(name="shim", trainable=["shim"], steps=6, batch_size=2, seq_len=32, checkpoint_every=3, max_train_tokens=4000, warmup_steps=1, lr=1e-2)
+    result = distill(student, teacher, config, runs_dir=tmp_path, progress=False)
+    assert result.trainable_params == 2 * 64 * 4
+    shim = student.model.get_input_embeddings().shim
+    assert shim.b.detach().abs().max() > 0  # B left zero: S moved off the identity
+    assert torch.equal(student.model.get_input_embeddings().weight.detach(), embeddings)
+    saved = load(result.student_dir, device="cpu", dtype="float32")
+    assert torch.equal(logits(saved), logits(student))
