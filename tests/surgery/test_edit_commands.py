@@ -157,3 +157,11 @@ def test_every_field_of_an_edit_is_an_option_of_its_command():
         options = {o for p in command.params for o in p.opts}
         assert {f"--{f.replace('_', '-')}" for f in edit.params.model_fields if f != "save"} <= options, name
         assert all((p.help or "").strip() for p in command.params), name
+
+
+def test_an_existing_output_is_refused_unless_overwrite(cli, tmp_path):
+    args = ("surgery", "move-layer", "tiny-llama", "--src", "1", "--dst", "0", "-o", str(tmp_path / "out"))
+    assert cli(*args)[0] == 0
+    code, _, err = cli(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--overwrite" in err
+    assert cli(*args, "--overwrite")[0] == 0

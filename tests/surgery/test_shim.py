@@ -172,3 +172,17 @@ def test_distill_trains_the_shim_alone_and_saves_it(tmp_path):
     assert torch.equal(student.model.get_input_embeddings().weight.detach(), embeddings)
     saved = load(result.student_dir, device="cpu", dtype="float32")
     assert torch.equal(logits(saved), logits(student))
+
+
+def test_a_shim_survives_later_edits_and_generation(tmp_path):
+    """Copies made by later edits keep one S shared by both ends; the chain saves, loads and generates the same."""
+    shimmed = surgery.embedding_shim(tiny("tiny-llama"))
+    perturb(shimmed, seed=3)
+    edited = surgery.insert_layers(surgery.widen_ffn(shimmed, [0], add=5, init="random"), after=1, init="copy")
+    assert edited.model.get_output_embeddings().shim is edited.model.get_input_embeddings().shim
+    save(edited, tmp_path / "m")
+    back = load(tmp_path / "m", device="cpu", dtype="float32")
+    assert torch.equal(logits(back), logits(edited))
+    prompt = IDS[:, :4]
+    kwargs = {"max_new_tokens": 5, "min_new_tokens": 5, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(back.model.generate(prompt, **kwargs), edited.model.generate(prompt, **kwargs))

@@ -197,12 +197,12 @@ def fold_embedding_shim(model, *, inplace: bool = False):
     hf, rewrap = unwrap(model)
     shim_parameters(hf)  # a MindsetError when there is none
     out = working_copy(hf, inplace)
+    tied = isinstance(out.get_output_embeddings(), ShimmedHead)
     for path, module in custom_modules(out):
         if isinstance(module, (ShimmedEmbedding, ShimmedHead)):
             set_module(out, path, module.mindset_fold())
-    head = out.get_output_embeddings()
-    if getattr(out.config, "tie_word_embeddings", False) and isinstance(head, nn.Linear):
-        head.weight = out.get_input_embeddings().weight
+    if tied:  # both ends folded into equal matrices: make them one Parameter again
+        out.get_output_embeddings().weight = out.get_input_embeddings().weight
     note_edit(out, "fold_embedding_shim")
     return rewrap(out)
 
