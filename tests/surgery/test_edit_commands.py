@@ -165,3 +165,16 @@ def test_an_existing_output_is_refused_unless_overwrite(cli, tmp_path):
     code, _, err = cli(*args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--overwrite" in err
     assert cli(*args, "--overwrite")[0] == 0
+
+
+def test_a_uniform_change_is_one_row(tiny_llama):
+    from mindset.surgery.edit_params import InsertLayersParams
+    from mindset.surgery.edit_steps import apply_edit
+
+    outcome = apply_edit("widen_ffn", tiny_llama, WidenFfnParams(add=4))
+    assert outcome.rows == [["0-1", "4 heads / 2 kv, d_ff 160", "4 heads / 2 kv, d_ff 164"]]
+    deeper = apply_edit("insert_layers", outcome.loaded, InsertLayersParams(after=1, n=2))
+    assert deeper.layers == (2, 4) and deeper.rows == [["2-3", "—", "4 heads / 2 kv, d_ff 164"]]
+    before, after = deeper.parameters
+    per_block = (before - 259 * 64 - 64) // 2  # all but the (tied) embeddings and the final norm, over 2 blocks
+    assert after - before == 2 * per_block

@@ -51,7 +51,7 @@ EDITS: dict[str, Edit] = {
 
 @dataclass
 class EditOutcome:
-    """An edit's result and what it changed; `rows` are [layer, shape before, shape after] for layers that differ."""
+    """An edit's result and what it changed; `rows` are [layer or 'first-last', shape before, shape after] for layers that differ."""
 
     loaded: Any
     edit: dict  # the entry the edit wrote into the model's history (note_edit)
@@ -84,6 +84,18 @@ def _parameters(model) -> int:
     return sum(t.numel() for t in model.parameters())  # each tensor once: tied weights count once
 
 
+def _runs(rows: list[list[Any]]) -> list[list[Any]]:
+    """Consecutive layers with the same change as one row, '0-29': a uniform edit of 30 layers is one line."""
+    out: list[list[Any]] = []
+    for index, before, after in rows:
+        last = out[-1] if out else None
+        if last and last[1:] == [before, after] and int(str(last[0]).split("-")[-1]) == index - 1:
+            last[0] = f"{str(last[0]).split('-')[0]}-{index}"
+        else:
+            out.append([index, before, after])
+    return out
+
+
 def apply_edit(name: str, loaded, params: p.EditParams) -> EditOutcome:
     """Run edit `name` in place on `loaded` (a LoadedModel) and measure what changed."""
     function = EDITS[name].resolve()
@@ -93,7 +105,7 @@ def apply_edit(name: str, loaded, params: p.EditParams) -> EditOutcome:
     seconds = time.perf_counter() - start
     after, p1 = _shapes(edited.model), _parameters(edited.model)
     pairs = [(before[i] if i < len(before) else None, after[i] if i < len(after) else None) for i in range(max(len(before), len(after)))]
-    rows = [[i, _shown(a), _shown(b)] for i, (a, b) in enumerate(pairs) if a != b]
+    rows = _runs([[i, _shown(a), _shown(b)] for i, (a, b) in enumerate(pairs) if a != b])
     history = getattr(edited.model, "mindset_edits", None) or [{"op": name}]
     return EditOutcome(edited, history[-1], (len(before), len(after)), (p0, p1), rows, seconds)
 
