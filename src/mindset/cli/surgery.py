@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from mindset.surgery.steps import FfnToMemoryParams
 
 
-
 class SurgeryCommands(TyperGroup):
     """The surgery group, plus one command per architecture edit, added when the group is built (when
     `mindset surgery ...` runs): the edit table imports torch, and `mindset --help` must not."""
