@@ -1,4 +1,5 @@
-"""mindset surgery ffn-to-memory | memory-to-ffn | knn-lm."""
+"""mindset surgery ffn-to-memory | memory-to-ffn | knn-lm, and one command per architecture edit
+(widen-ffn, add-heads, insert-layers, embedding-shim, ...: the rows of mindset.surgery.edit_steps.EDITS)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, OverwriteOpt, console, load_model, options_from, out_option
 from mindset.errors import MindsetError
@@ -14,7 +16,18 @@ from mindset.fileio import check_output
 if TYPE_CHECKING:
     from mindset.surgery.steps import FfnToMemoryParams
 
-surgery_app = typer.Typer(help="Change a model's structure and save the result as a model folder.", no_args_is_help=True)
+
+class SurgeryCommands(TyperGroup):
+    """The surgery group, plus one command per architecture edit, added when the group is built (when
+    `mindset surgery ...` runs): the edit table imports torch, and `mindset --help` must not."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, command in _edit_commands().commands.items():
+            self.add_command(command, name)
+
+
+surgery_app = typer.Typer(help="Change a model's structure and save the result as a model folder.", no_args_is_help=True, cls=SurgeryCommands)
 OutputOpt = out_option(..., "folder to write the changed model to")
 
 
@@ -92,6 +105,46 @@ def knn_lm(
     added = add_text(attached.model, attached.tokenizer, head.store, body, context=context, max_tokens=max_tokens, label=str(text or f"austen/{split}"), progress=True)
     save(attached, output, overwrite=overwrite)
     console.print(f"kNN-LM datastore: {added:,} entries ({head.store.describe()}); saved to [bold]{output}[/]")
+
+
+def _edit_commands() -> TyperGroup:
+    """`widen-ffn` for `widen_ffn` and so on: one command per row of EDITS, its options from the row's parameters model."""
+    from mindset.surgery.edit_steps import EDITS
+
+    edits = typer.Typer()
+    for name in EDITS:
+        edits.command(name.replace("_", "-"), help=EDITS[name].summary)(_edit_command(name))
+    return typer.main.get_group(edits)
+
+
+def _edit_command(name: str):
+    from mindset.surgery.edit_steps import EDITS
+
+    def command(model: str = ModelArg, output: Path = OutputOpt, overwrite: bool = OverwriteOpt, device: str = DeviceOpt, dtype: str = DtypeOpt,
+                *, params) -> None:
+        _run_edit(name, model, output, overwrite, device, dtype, params)
+
+    command.__doc__ = EDITS[name].summary
+    return options_from(EDITS[name].params, exclude=("save",))(command)
+
+
+def _run_edit(name: str, model: str, output: Path, overwrite: bool, device: str, dtype: str, params) -> None:
+    """Load, edit, save; print the layers whose shape changed, the parameter count and the edit's time."""
+    from rich.table import Table
+
+    from mindset.models import save
+    from mindset.surgery.edit_steps import apply_edit
+
+    _check_output(output, overwrite)
+    outcome = apply_edit(name, load_model(model, device, dtype), params)
+    save(outcome.loaded, output, overwrite=overwrite)
+    if outcome.rows:
+        table = Table("layer", "before", "after", title=f"layers {name} changed")
+        for row in outcome.rows:
+            table.add_row(*map(str, row))
+        console.print(table)
+    edit = ", ".join(f"{k}={v}" for k, v in outcome.edit.items() if k != "op")
+    console.print(f"{outcome.line()}\n{edit}\nsaved to [bold]{output}[/]", highlight=False, soft_wrap=True)
 
 
 def _check_output(output: Path, overwrite: bool) -> None:

@@ -31,6 +31,8 @@ RESTORERS: dict[str, str] = {
     "associative_memory": "mindset.surgery.restore:restore_associative",
     "knn_lm": "mindset.surgery.restore:restore_knn_lm",
     "layerwise_feedback": "mindset.surgery.feedback:restore_feedback",
+    "embedding_shim": "mindset.surgery.shim:restore_embedding",
+    "embedding_shim_head": "mindset.surgery.shim:restore_head",
 }
 
 

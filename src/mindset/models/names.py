@@ -7,6 +7,8 @@
     L3.mlp    its feed-forward block        model.layers.3.mlp
     embed     the input embeddings          model.embed_tokens
     head      the output (LM) head          lm_head
+    shim      the embedding shim surgery    model.embed_tokens.shim
+              may add (shared by a tied head)
 
 Layer specs ("0-3,8", "L4,L12", [4, 12]) are read by `parse_layers`. Where the parts are comes from
 `mindset.models.anatomy`; this module only spells them.
@@ -25,7 +27,8 @@ from mindset.models.anatomy import block, blocks, check_layer, n_layers
 
 GRANULARITIES = ("head", "attn", "mlp", "layer")
 _COMPONENT = re.compile(r"^L(\d+)(?:\.(H(\d+)|attn|mlp))?$")
-_COMPONENT_HINT = "write L<layer>, L<layer>.attn, L<layer>.mlp, L<layer>.H<head>, embed or head, e.g. L3.H2"
+_COMPONENT_HINT = "write L<layer>, L<layer>.attn, L<layer>.mlp, L<layer>.H<head>, embed, head or shim, e.g. L3.H2"
+SHIM_CHILD = "shim"  # where surgery's embedding_shim keeps its parameters: a child of the input embeddings
 
 
 # --- layer specs ---------------------------------------------------------------------------------------
@@ -80,7 +83,7 @@ def _parse_layer_string(text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Component:
-    """A named part of a model: kind is head, attn, mlp, layer, embed or head_out (`head`, the LM head)."""
+    """A named part of a model: kind is head, attn, mlp, layer, embed, head_out (`head`, the LM head) or shim."""
 
     name: str
     kind: str
@@ -90,7 +93,7 @@ class Component:
 
 def is_component_name(text: str) -> bool:
     """Whether `text` is spelled like a component name (it may still not exist in a given model)."""
-    return text.strip() in ("embed", "head") or _COMPONENT.match(text.strip()) is not None
+    return text.strip() in ("embed", "head", SHIM_CHILD) or _COMPONENT.match(text.strip()) is not None
 
 
 def parse_component(model: nn.Module, name: str) -> Component:
@@ -100,6 +103,8 @@ def parse_component(model: nn.Module, name: str) -> Component:
         return Component("embed", "embed")
     if text == "head":
         return Component("head", "head_out")
+    if text == SHIM_CHILD:
+        return Component(SHIM_CHILD, "shim")
     match = _COMPONENT.match(text)
     if not match:
         raise MindsetError(f"{name!r} is not a component name; {_COMPONENT_HINT}")
@@ -147,6 +152,11 @@ def component_path(model: nn.Module, name: str | Component) -> str:
         return _module_path(model, model.get_input_embeddings(), "input embeddings")
     if comp.kind == "head_out":
         return _module_path(model, model.get_output_embeddings(), "output head")
+    if comp.kind == "shim":
+        path = _module_path(model, model.get_input_embeddings(), "input embeddings") + "." + SHIM_CHILD
+        if not isinstance(getattr(model.get_input_embeddings(), SHIM_CHILD, None), nn.Module):
+            raise MindsetError("this model has no embedding shim; add one with embedding_shim (mindset surgery embedding-shim)")
+        return path
     b = block(model, comp.layer)
     return {"layer": b.path, "attn": b.attn_path, "head": b.attn_path, "mlp": b.mlp_path}[comp.kind]
 

@@ -33,6 +33,17 @@ STEPS: dict[str, str] = {
 }
 
 
+def _edit_steps() -> dict[str, str]:
+    """One step per architecture edit, from the table in mindset.surgery.edit_steps (a new edit is a row there;
+    the table imports torch, as running any step does)."""
+    from mindset.surgery.edit_steps import registry_entries
+
+    return registry_entries()
+
+
+STEPS.update(_edit_steps())
+
+
 def step_names() -> list[str]:
     return list(STEPS)
 
