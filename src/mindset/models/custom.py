@@ -30,6 +30,7 @@ RESTORERS: dict[str, str] = {
     "featural_memory": "mindset.surgery.restore:restore_featural",
     "associative_memory": "mindset.surgery.restore:restore_associative",
     "knn_lm": "mindset.surgery.restore:restore_knn_lm",
+    "head_gates": "mindset.surgery.gates:restore_head_gates",
 }
 
 
