@@ -8,7 +8,8 @@ head_dim-wide vector, and the single-head model stays far above the two-head one
     PYTHONPATH=src python benchmarks/gate_growth.py            # seeds 0 1 2: gates, losses, margin
 
 prints, per seed, the gates after the first phase and the mean loss over the last steps of the second
-phase for the grown and the un-grown model (same data, same order, same optimiser settings).
+phase for the grown and the un-grown model (same data, same order, same optimiser settings), and a control:
+a model born with two heads, trained like phase one (its gates saturate too; see `control`).
 tests/surgery/test_gates.py runs `experiment` once and asserts on it.
 """
 
@@ -96,11 +97,23 @@ def experiment(seed: int = 0, first: int = 200, second: int = 200, threshold: fl
     return Result(gates, grown_heads, grown_loss, plain_loss)
 
 
+def control(seed: int, n_heads: int = 2, steps: int = 200) -> tuple[list[float], float]:
+    """A model born with enough heads, trained like phase one: (gates, loss). Its gates saturate too: under
+    this regime a saturated gate says "this head is used at full strength", and growth pays where a layer
+    with all heads saturated also has a task it cannot do; the loss gap above is what shows that."""
+    model = head_gates(tiny_model(seed, n_heads))
+    loss = train(model, steps, data_seed=1000 + seed, weight_decay=FIRST_DECAY)
+    return gated_blocks(model)[0].attention.o.gates().tolist(), loss
+
+
 def main(seeds: list[int]) -> None:
+    torch.set_num_threads(1)  # tiny matmuls: one thread is several times faster than many
     for seed in seeds:
         r = experiment(seed)
         print(f"seed {seed}: gates {[round(g, 3) for g in r.gates]}  heads after grow {r.grown_heads}  "
               f"loss grown {r.grown_loss:.3f}  un-grown {r.plain_loss:.3f}  ratio {r.grown_loss / r.plain_loss:.2f}")
+        gates, loss = control(seed)
+        print(f"  control, born with 2 heads: gates {[round(g, 3) for g in gates]}  loss after phase one {loss:.3f}")
 
 
 if __name__ == "__main__":
