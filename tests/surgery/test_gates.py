@@ -47,6 +47,11 @@ def test_gates_at_zero_keep_logits(tiny):
     assert gated.model.mindset_edits[-1] == {"op": "head_gates", "layers": [0, 1]}
 
 
+def test_inplace_gates_the_given_model(tiny_llama):
+    gated = surgery.head_gates(tiny_llama, [1], inplace=True)
+    assert gated.model is tiny_llama.model and [b.index for b in gated_blocks(tiny_llama.model)] == [1]
+
+
 def test_gates_away_from_zero_change_logits(tiny):
     gated = surgery.head_gates(tiny, "1")
     before = logits(gated)

@@ -119,7 +119,7 @@ def _adopt(cls: type, proj: nn.Module) -> nn.Module:
     new = cls.__new__(cls)
     nn.Module.__init__(new)
     for name, value in vars(proj).items():
-        if not name.startswith("_") and name not in ("head_dim",):
+        if not name.startswith("_") and name not in ("head_dim", "forward"):  # an instance forward (accelerate's hook) would skip the gate
             setattr(new, name, value)
     for name, param in proj._parameters.items():
         if name != GATE_KEY:
