@@ -39,8 +39,9 @@ DOWN_NAMES = ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "w2")
 # --- projections ---------------------------------------------------------------------------------------
 
 def is_conv1d(module: nn.Module) -> bool:
-    """GPT-2's Conv1D: a linear map whose weight is stored (in, out), the transpose of nn.Linear's."""
-    return type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None
+    """GPT-2's Conv1D (or a subclass: head gates' GatedConv1D): a linear map whose weight is stored (in, out),
+    the transpose of nn.Linear's."""
+    return any(c.__name__ == "Conv1D" for c in type(module).__mro__) and getattr(module, "weight", None) is not None
 
 
 def is_projection(module) -> bool:

@@ -33,6 +33,7 @@ RESTORERS: dict[str, str] = {
     "layerwise_feedback": "mindset.surgery.feedback:restore_feedback",
     "embedding_shim": "mindset.surgery.shim:restore_embedding",
     "embedding_shim_head": "mindset.surgery.shim:restore_head",
+    "head_gates": "mindset.surgery.gates:restore_head_gates",
 }
 
 

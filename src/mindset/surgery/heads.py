@@ -3,6 +3,8 @@
 Head h is rows h*head_dim ... (h+1)*head_dim of q and columns of the same range of o. With grouped-query
 attention, kv head g serves query heads g*G ... (g+1)*G - 1 (G = heads per kv head); every layer keeps one
 G for all its groups, since transformers' attention repeats each kv head G times.
+An output projection that keeps per-head state (head gates, mindset.surgery.gates) is told which old head
+each new head is (`mindset_reindex_heads`), so that state follows the heads.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def _new_rows(w: torch.Tensor, count: int, init: str, generator: torch.Generator
     return w.new_zeros(count, w.shape[1])
 
 
+def _follow_heads(o, source: list[int | None]) -> None:
+    """Tell a projection with per-head state which old head each of its heads now is (None: a new head)."""
+    follow = getattr(o, "mindset_reindex_heads", None)
+    if follow is not None:
+        follow(source)
+
+
 def _grow(b: Block, n: int, init: str, generator: torch.Generator) -> None:
     att = b.attention
     hd, groups = att.head_dim, att.n_heads // att.n_kv_heads
@@ -40,6 +49,7 @@ def _grow(b: Block, n: int, init: str, generator: torch.Generator) -> None:
     set_qkv(b, parts)
     o = weight_oi(att.o)
     set_projection(att.o, torch.cat([o, o.new_zeros(o.shape[0], n * hd)], dim=1), bias_of(att.o))
+    _follow_heads(att.o, [*range(att.n_heads), *[None] * n])
     set_head_counts(att.module, att.n_heads + n, att.n_kv_heads + new_kv, hd)
 
 
@@ -106,6 +116,7 @@ def _shrink(b: Block, kept: list[int], kept_kv: list[int]) -> None:
         parts.append((w[rows], None if bias is None else bias[rows]))
     set_qkv(b, parts)
     set_projection(att.o, weight_oi(att.o)[:, _rows(kept, hd, device)], bias_of(att.o))
+    _follow_heads(att.o, kept)
     set_head_counts(att.module, len(kept), len(kept_kv), hd)
 
 
