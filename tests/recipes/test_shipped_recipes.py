@@ -25,3 +25,13 @@ def test_memory_distill_measures_before_and_after_surgery_and_after_distillation
     assert [s.params.label for s in steps if s.name == "ppl"] == ["before surgery", "after surgery", "after distillation"]
     distill = steps[3].params
     assert all(p.startswith(("model.layers.4.mlp", "model.layers.12.mlp", "model.layers.20.mlp")) for p in distill.trainable)
+
+
+def test_gates_recipe_trains_gates_then_grows_and_prunes_then_trains_again():
+    path = next(p for p in RECIPES if p.stem == "gates-grow-prune")
+    doc = load_yaml(path)
+    steps = plan_steps(validate(RecipeConfig, doc.data, doc), doc)
+    names = [s.name for s in steps]
+    assert names.index("head_gates") < names.index("distill") < names.index("grow_saturated") < names.index("prune_closed")
+    assert names[names.index("prune_closed") + 1] == "distill"
+    assert all(s.params.lr_multipliers == {"*gate_logits": 500.0} for s in steps if s.name == "distill")

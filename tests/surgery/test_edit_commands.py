@@ -12,10 +12,11 @@ import torch
 
 from mindset import surgery
 from mindset.errors import MindsetError
-from mindset.models import load
+from mindset.models import load, save
+from mindset.models.anatomy import blocks
 from mindset.models.custom import SURGERY_FILE
 from mindset.recipes import run_recipe
-from mindset.recipes.registry import STEPS, resolve_step
+from mindset.recipes.registry import EDIT_STEPS, STEPS, resolve_step
 from mindset.surgery.edit_params import RemoveHeadsParams, WidenFfnParams
 from mindset.surgery.edit_steps import EDITS
 
@@ -32,6 +33,13 @@ COMMANDS = {
     "duplicate-layers": (["--layers", "L1"], lambda m: surgery.duplicate_layers(m, [1]), False),
     "move-layer": (["--src", "1", "--dst", "0"], lambda m: surgery.move_layer(m, 1, 0), False),
     "embedding-shim": (["--rank", "4"], lambda m: surgery.embedding_shim(m, 4), True),
+    "head-gates": (["--layers", "1"], lambda m: surgery.head_gates(m, [1]), True),
+    "layerwise-feedback": (["--pairs", "0:1", "--rank", "4"], lambda m: surgery.layerwise_feedback(m, [(0, 1)], rank=4), True),
+}
+# edits that need gates that trained: run on a gated folder whose layer 0 saturated and layer 1 has closed heads
+GATED_COMMANDS = {
+    "grow-saturated": (["--threshold", "0.9"], lambda m: surgery.grow_saturated(m, 0.9)),
+    "prune-closed": (["--threshold", "0.1"], lambda m: surgery.prune_closed(m, 0.1)),
 }
 
 
@@ -41,7 +49,39 @@ def logits(loaded):
 
 
 def test_every_edit_has_a_command_here():
-    assert set(COMMANDS) == {name.replace("_", "-") for name in EDITS}
+    assert set(COMMANDS) | set(GATED_COMMANDS) == {name.replace("_", "-") for name in EDITS}
+
+
+def test_the_registry_lists_every_edit_of_the_table():
+    assert set(EDIT_STEPS) == set(EDITS)
+
+
+@pytest.fixture
+def trained_gates(tiny_llama, tmp_path):
+    """A gated tiny-llama folder as if training had saturated layer 0's gates and closed layer 1's first kv group."""
+    gated = surgery.head_gates(tiny_llama)
+    layers = gated.model.model.layers
+    att = layers[1].self_attn
+    per_group = gated.model.config.num_attention_heads // gated.model.config.num_key_value_heads
+    with torch.no_grad():
+        layers[0].self_attn.o_proj.gate_logits.fill_(4.0)  # sigmoid 0.982
+        att.o_proj.gate_logits[:per_group] = -4.0  # sigmoid 0.018
+    folder = tmp_path / "gated"
+    save(gated, folder)
+    return folder
+
+
+@pytest.mark.parametrize("command", GATED_COMMANDS)
+def test_a_gate_command_saves_the_edit_the_function_makes(cli, trained_gates, tmp_path, command):
+    options, edit = GATED_COMMANDS[command]
+    code, out, err = cli("surgery", command, str(trained_gates), *options, "-o", str(tmp_path / "out"), "--device", "cpu", "--dtype", "float32")
+    assert code == 0, err
+    saved = load(tmp_path / "out", device="cpu", dtype="float32")
+    expected = edit(load(trained_gates, device="cpu", dtype="float32"))
+    assert (logits(saved) - logits(expected)).abs().max() < 1e-5
+    assert [b.attention.n_heads for b in blocks(saved.model)] == [b.attention.n_heads for b in blocks(expected.model)]
+    assert [b.attention.n_heads for b in blocks(saved.model)] != [b.attention.n_heads for b in blocks(load(trained_gates).model)]
+    assert f"{command.replace('-', '_')}: " in out and "saved to" in out
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -31,17 +31,13 @@ STEPS: dict[str, str] = {
     "map": "mindset.map.steps:map_step",
     "circuits": "mindset.circuits.steps:circuits_step",
 }
-
-
-def _edit_steps() -> dict[str, str]:
-    """One step per architecture edit, from the table in mindset.surgery.edit_steps (a new edit is a row there;
-    the table imports torch, as running any step does)."""
-    from mindset.surgery.edit_steps import registry_entries
-
-    return registry_entries()
-
-
-STEPS.update(_edit_steps())
+# One step per architecture edit, the rows of mindset.surgery.edit_steps.EDITS (a test keeps the two in step;
+# listed here by name so that naming a step still imports only its own package).
+EDIT_STEPS = (
+    "widen_ffn", "narrow_ffn", "add_heads", "remove_heads", "insert_layers", "drop_layers", "duplicate_layers", "move_layer",
+    "embedding_shim", "head_gates", "grow_saturated", "prune_closed", "layerwise_feedback",
+)  # fmt: skip
+STEPS.update({name: f"mindset.surgery.edit_steps:{name}_step" for name in EDIT_STEPS})
 
 
 def step_names() -> list[str]:

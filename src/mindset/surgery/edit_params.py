@@ -116,3 +116,44 @@ class MoveLayerParams(EditParams):
 class EmbeddingShimParams(EditParams):
     rank: int | None = Field(None, ge=1, description="low-rank shim I + A·B of this rank (default: a full d x d matrix)")
     seed: int = Field(0, description="random seed for A of a low-rank shim")
+
+
+class HeadGatesParams(EditParams):
+    layers: Layers | None = Field(None, description=LAYERS_HELP + " to gate (default: all)")
+
+
+class GrowSaturatedParams(EditParams):
+    threshold: float = Field(0.95, gt=0, lt=1, description="a layer is saturated when every head's sigmoid(c) = gate/2 is at least this")
+    n: int | None = Field(None, ge=1, description="query heads to add to each saturated layer (default: one kv group)")
+    init: Literal["zero", "random"] = Field("random", description="new heads' q/k/v rows: random (from the weights' statistics, so they learn) or zero; output columns are zero either way")
+    seed: int = Field(0, description="random seed for init random")
+
+
+class PruneClosedParams(EditParams):
+    threshold: float = Field(0.05, gt=0, lt=1, description="a head is closed when its sigmoid(c) = gate/2 is at most this; a kv group goes when all its heads are closed")
+
+
+PAIRS_SYNTAX = "i:j,i:j, e.g. 2:10,5:20 (layer j's output at t-1 feeds layer i's input at t, j > i)"
+
+
+class LayerwiseFeedbackParams(EditParams):
+    pairs: list[tuple[int, int]] | str = Field(..., description=f"feedback pairs: {PAIRS_SYNTAX}; a recipe may give [[2, 10], [5, 20]]")
+    rank: int | None = Field(None, ge=1, description="low-rank projections up·down of this rank (default: full hidden x hidden)")
+    seed: int = Field(0, description="random seed for the low-rank down projection")
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _read_pairs(cls, value):
+        """The CLI's string '2:10,5:20' or a list of [i, j] pairs."""
+        if isinstance(value, str):
+            value = [_pair_from_text(part, value) for part in filter(None, (p.strip() for p in value.split(",")))]
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"give feedback pairs as {PAIRS_SYNTAX}")
+        return value
+
+
+def _pair_from_text(part: str, text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"L?(\d+)\s*:\s*L?(\d+)", part)
+    if not match:
+        raise ValueError(f"cannot read {part!r} in pairs {text!r}; write {PAIRS_SYNTAX}")
+    return int(match.group(1)), int(match.group(2))

@@ -46,6 +46,10 @@ EDITS: dict[str, Edit] = {
     "duplicate_layers": Edit("mindset.surgery.depth:duplicate_layers", p.DuplicateLayersParams, "Repeat decoder layers, each right after itself."),
     "move_layer": Edit("mindset.surgery.depth:move_layer", p.MoveLayerParams, "Move one decoder layer to another index."),
     "embedding_shim": Edit("mindset.surgery.shim:embedding_shim", p.EmbeddingShimParams, "Add an identity-initialised linear shim after the token embeddings (train it alone: shim)."),
+    "head_gates": Edit("mindset.surgery.gates:head_gates", p.HeadGatesParams, "Gate each head's output by 2·sigmoid(c), c = 0 (gates 1: logits kept); the gates train like any weight."),
+    "grow_saturated": Edit("mindset.surgery.gates:grow_saturated", p.GrowSaturatedParams, "Add heads to gated layers whose gates all saturated (zero output columns: logits kept)."),
+    "prune_closed": Edit("mindset.surgery.gates:prune_closed", p.PruneClosedParams, "Remove heads whose gates closed (whole kv groups only)."),
+    "layerwise_feedback": Edit("mindset.surgery.feedback:layerwise_feedback", p.LayerwiseFeedbackParams, "Feed layer j's output at t-1 into layer i's input at t (zero-initialised projections: logits kept)."),
 }
 
 
@@ -143,7 +147,3 @@ def _step_function(name: str, params_model: type[BaseModel]) -> Callable[[RunCon
 STEP_FUNCTIONS = {f"{name}_step": _step_function(name, edit.params) for name, edit in EDITS.items()}
 globals().update(STEP_FUNCTIONS)  # so "mindset.surgery.edit_steps:widen_ffn_step" resolves like any step
 
-
-def registry_entries() -> dict[str, str]:
-    """{step name: "module:function"} for the recipe registry, one per row of EDITS."""
-    return {name: f"{__name__}:{name}_step" for name in EDITS}

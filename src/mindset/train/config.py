@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class DistillConfig(BaseModel):
@@ -32,6 +32,7 @@ class DistillConfig(BaseModel):
     temperature: float = Field(2.0, gt=0, description="softmax temperature T of the KL term (its loss is scaled by T²)")
     cosine_layers: list[int] = Field([-1], description="hidden states compared by the cosine term (-1: last)")
     trainable: list[str] = Field(["*"], min_length=1, description="what to train: component names (L3.mlp, L0.attn, L2, embed, head) or globs of parameter names (model.layers.*.mlp.*); the rest freeze")
+    lr_multipliers: dict[str, float] | str = Field({}, description="learning-rate multipliers by parameter-name glob, first match wins: '*gate_logits=200' (head gates move from c=0 in few steps) or a mapping in a recipe; those parameters get no weight decay")
     data: str = Field("austen", description="'austen' (the shipped corpus), a .txt file or a .jsonl file with a 'text' field")
     max_train_tokens: int | None = Field(None, ge=16, description="use only the first N tokens of the data")
     valid_every: int = Field(0, ge=0, description="valid perplexity every N steps (0: never)")
@@ -43,6 +44,25 @@ class DistillConfig(BaseModel):
     precision: Literal["auto", "32", "bf16-mixed"] = Field("auto", description="auto: bf16-mixed on a GPU, 32 on CPU")
     compile: bool = Field(False, description="torch.compile the student")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    @field_validator("lr_multipliers", mode="before")
+    @classmethod
+    def _read_multipliers(cls, value):
+        """The CLI's 'glob=factor,glob=factor' or a mapping."""
+        if isinstance(value, str):
+            pairs = [part.rpartition("=") for part in value.split(",") if part.strip()]
+            if any(not sep or not glob.strip() for glob, sep, _ in pairs):
+                raise ValueError(f"cannot read lr_multipliers {value!r}; write glob=factor,glob=factor, e.g. '*gate_logits=200'")
+            value = {glob.strip(): factor.strip() for glob, _, factor in pairs}
+        return value
+
+    @field_validator("lr_multipliers")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {glob: factor for glob, factor in value.items() if not factor > 0}
+        if bad:
+            raise ValueError(f"lr_multipliers must be positive factors, not {bad}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:

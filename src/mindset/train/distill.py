@@ -144,13 +144,25 @@ def distill(
     rollbacks also go to protection.json.
     """
     config = config or DistillConfig()
+    if protection is not None and config.lr_multipliers:
+        raise MindsetError("lr_multipliers cannot be combined with protection yet (protection sets each component's learning rate); drop one")
     run = prepare_run(student, teacher, config, Path(runs_dir), resume, overwrite)
     trainable = select_trainable(student.model, config.trainable)
+    check_multipliers(trainable, config.lr_multipliers)
     loader = training_batches(student, config, run.start_step)
     module = build_module(student, teacher, config, trainable, protection)
     trainer = build_trainer(student, config, run, [*run_callbacks(student, config, run, progress, protection), *callbacks], progress)
     seconds = fit(trainer, module, loader, run, config)
     return record_run(student, config, run, trainer, module, trainable, seconds, protection)
+
+
+def check_multipliers(trainable: set[str], multipliers: dict[str, float]) -> None:
+    """A learning-rate glob that names no trainable parameter is a typo, not a silent no-op."""
+    import fnmatch
+
+    for glob in multipliers:
+        if not any(fnmatch.fnmatchcase(name, glob) for name in trainable):
+            raise MindsetError(f"lr_multipliers: {glob!r} matches no trainable parameter (e.g. {min(trainable)!r}); check the glob and trainable")
 
 
 def prepare_run(student, teacher, config: DistillConfig, runs_dir: Path, resume: bool, overwrite: bool = False) -> _Run:

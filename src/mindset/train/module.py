@@ -27,6 +27,20 @@ def frozen_checksum(model: torch.nn.Module, trainable: set[str]) -> float:
         return float(sum(p.double().sum() for n, p in model.named_parameters() if n not in trainable))
 
 
+def scaled_groups(named: list, lr: float, scales: dict[str, float]) -> list[dict]:
+    """Optimizer groups: parameters whose name matches a glob of `scales` (first match) get lr x its factor
+    and no weight decay (decay would pull e.g. a gate's logit back to 0); the rest form the plain group."""
+    import fnmatch
+
+    groups: dict[str | None, list] = {}
+    for name, param in named:
+        glob = next((g for g in scales if fnmatch.fnmatchcase(name, g)), None)
+        groups.setdefault(glob, []).append(param)
+    out = [{"params": groups.pop(None)}] if None in groups else []
+    out += [{"params": ps, "lr": lr * scales[g], "weight_decay": 0.0} for g, ps in groups.items()]
+    return out
+
+
 class DistillModule(L.LightningModule):
     def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module | None, config, trainable: set[str], protection=None):
         super().__init__()
@@ -93,7 +107,7 @@ class DistillModule(L.LightningModule):
         if self.protection is not None:
             params = self.protection.param_groups()  # one group per component, each with its LR scale
         else:
-            params = [p for n, p in self.student.named_parameters() if n in self.trainable]
+            params = scaled_groups([(n, p) for n, p in self.student.named_parameters() if n in self.trainable], self.config.lr, self.config.lr_multipliers)
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         c = self.config
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, c.warmup_steps, c.steps, c.min_lr_ratio))
