@@ -117,6 +117,10 @@ BAD = {
     "move from a missing layer": (["move-layer", "--src", "5", "--dst", "0"], "out of range"),
     "narrow to more than it has": (["narrow-ffn", "--width", "500"], "narrow to 1-159"),
     "a shim as wide as the model": (["embedding-shim", "--rank", "64"], "1 ≤ rank < 64"),
+    "feedback from a lower layer": (["layerwise-feedback", "--pairs", "1:0"], "feedback pair (1, 0): j must come after i"),
+    "unreadable feedback pairs": (["layerwise-feedback", "--pairs", "1-0"], "--pairs: cannot read '1-0'"),
+    "grow an ungated model": (["grow-saturated"], "grow_saturated needs head gates"),
+    "prune with a threshold of 1": (["prune-closed", "--threshold", "1"], "--threshold: Input should be less than 1"),
     "an unknown option": (["move-layer", "--src", "1", "--dst", "0", "--after", "1"], "No such option"),
 }
 
@@ -218,3 +222,27 @@ def test_a_uniform_change_is_one_row(tiny_llama):
     before, after = deeper.parameters
     per_block = (before - 259 * 64 - 64) // 2  # all but the (tied) embeddings and the final norm, over 2 blocks
     assert after - before == 2 * per_block
+
+
+def test_the_gates_loop_runs_as_one_recipe(tmp_path):
+    """head_gates → distill (gates at a high learning rate) → grow_saturated → prune_closed → distill: the
+    loop recipes/gates-grow-prune.yaml runs on SmolLM2, here on tiny-llama with a few steps."""
+    recipe = tmp_path / "loop.yaml"
+    train = "alpha: 0.0, beta: 1.0, gamma: 0.0, steps: 6, batch_size: 2, seq_len: 32, max_train_tokens: 2000, warmup_steps: 0, lr: 1.0e-3, lr_multipliers: {'*gate_logits': 2000}"
+    recipe.write_text(textwrap.dedent(f"""\
+        name: loop
+        model: tiny-llama
+        device: cpu
+        dtype: float32
+        steps:
+          - head_gates: {{}}
+          - distill: {{name: gated, {train}}}
+          - grow_saturated: {{threshold: 0.6}}
+          - prune_closed: {{threshold: 0.4}}
+          - distill: {{name: grown, {train}}}
+        """))
+    metrics = run_recipe(recipe, runs_dir=tmp_path / "runs", progress=False).metrics
+    grown, pruned = metrics["grow_saturated"]["edit"], metrics["prune_closed"]["edit"]
+    # the gates moved past a threshold (at the plain lr of 1e-3, 6 steps move c by < 0.01: sigmoid stays near 0.5)
+    assert grown["layers"] or pruned["heads"] or pruned["kept_closed"], (grown, pruned)
+    assert metrics["grow_saturated"]["parameters"][1] >= metrics["grow_saturated"]["parameters"][0]

@@ -247,6 +247,7 @@ def grow_saturated(model, threshold: float = 0.95, n: int | None = None, *, init
         raise MindsetError(f"unknown init {init!r} for grow_saturated; choose one of {', '.join(HEAD_INITS)}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise MindsetError(f"n={n!r}: the number of heads to add must be 1 or more (or None: one kv group)")
+    _require_gates(hf, "grow_saturated")
     wanted = set(saturated_layers(hf, threshold))
     counts = {}
     for b in (b for b in blocks(hf) if b.index in wanted):
