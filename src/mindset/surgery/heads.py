@@ -14,7 +14,7 @@ from mindset.models.anatomy import Block, blocks
 from mindset.models.custom import note_edit
 from mindset.models.names import parse_layers
 from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
-from mindset.surgery.layers import unwrap, working_copy
+from mindset.surgery.layers import settle, unwrap, working_copy
 
 HEAD_INITS = ("zero", "random")
 
@@ -65,11 +65,13 @@ def add_heads(model, layers=None, n: int = 1, *, init: str = "zero", seed: int =
             raise MindsetError(
                 f"n={n}: layer {i} groups {groups} query heads per kv head, so heads come in whole groups; add a multiple of {groups}"
             )
-    out = working_copy(hf, inplace)
+    replaced = [p for i in wanted for p in (found[i].attention.q, found[i].attention.k, found[i].attention.v, found[i].attention.qkv, found[i].attention.o) if p is not None]
+    out = working_copy(hf, inplace, replaced)  # _grow replaces every q/k/v/o weight
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for b in (blocks(out)[i] for i in wanted):
             _grow(b, n, init, generator)
+    settle(out)
     sync_config(out)
     note_edit(out, "add_heads", layers=wanted, n=n, init=init, seed=seed)
     return rewrap(out)
