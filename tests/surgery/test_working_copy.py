@@ -3,6 +3,7 @@ either model never shows in the other, tied weights stay tied, and a lent weight
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mindset import surgery
@@ -16,9 +17,19 @@ def params(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_writes_to_the_copy_never_reach_the_original(tiny):
+EDITS = {  # the edits that lend the copy the weights they replace, and one that does not
+    "widen_ffn": lambda m: surgery.widen_ffn(m, None, add=4),
+    "narrow_ffn": lambda m: surgery.narrow_ffn(m, [1], width=100),
+    "add_heads": lambda m: surgery.add_heads(m, [0], 4 if "llama" in m.name else 1),
+    "remove_heads": lambda m: surgery.remove_heads(m, {1: [0, 1]}),
+    "insert_layers": lambda m: surgery.insert_layers(m, after=0),
+}
+
+
+@pytest.mark.parametrize("op", EDITS)
+def test_writes_to_the_copy_never_reach_the_original(tiny, op):
     before = params(tiny.model)
-    edited = surgery.widen_ffn(surgery.add_heads(tiny, [0], 4 if "llama" in tiny.name else 1), None, add=4)
+    edited = EDITS[op](tiny)
     with torch.no_grad():
         for p in edited.model.parameters():
             p.add_(1.0)

@@ -159,11 +159,12 @@ def narrow_ffn(model, layers=None, *, width: int, scores="magnitude", inplace: b
         if not 0 < width < b.ffn.d_ff:
             raise MindsetError(f"width={width}: layer {b.index}'s FFN has {b.ffn.d_ff} neurons; narrow to 1-{b.ffn.d_ff - 1}")
     score_map = _score_map(scores, chosen)
-    out = working_copy(hf, inplace)
+    out = working_copy(hf, inplace, [p for b in chosen for p in (*b.ffn.inputs, b.ffn.down)])  # _take_neurons replaces them
     with torch.no_grad():
         for b in _ffn_blocks(out, layers):
             keep = torch.topk(score_map[b.index].float(), width).indices.sort().values.to(weight_oi(b.ffn.down).device)
             _take_neurons(b, keep)
+    settle(out)
     sync_config(out)
     note_edit(out, "narrow_ffn", layers=[b.index for b in chosen], width=width, scores=scores if isinstance(scores, str) else "map")
     return rewrap(out)

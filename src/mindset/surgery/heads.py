@@ -29,6 +29,12 @@ def _new_rows(w: torch.Tensor, count: int, init: str, generator: torch.Generator
     return w.new_zeros(count, w.shape[1])
 
 
+def _attention_projections(found: list[Block], layers: list[int]) -> list:
+    """The q/k/v (or fused qkv) and output projections of `layers`: what _grow and _shrink replace."""
+    return [p for i in layers for p in (found[i].attention.q, found[i].attention.k, found[i].attention.v, found[i].attention.qkv, found[i].attention.o)
+            if p is not None]
+
+
 def _grow(b: Block, n: int, init: str, generator: torch.Generator) -> None:
     att = b.attention
     hd, groups = att.head_dim, att.n_heads // att.n_kv_heads
@@ -65,8 +71,7 @@ def add_heads(model, layers=None, n: int = 1, *, init: str = "zero", seed: int =
             raise MindsetError(
                 f"n={n}: layer {i} groups {groups} query heads per kv head, so heads come in whole groups; add a multiple of {groups}"
             )
-    replaced = [p for i in wanted for p in (found[i].attention.q, found[i].attention.k, found[i].attention.v, found[i].attention.qkv, found[i].attention.o) if p is not None]
-    out = working_copy(hf, inplace, replaced)  # _grow replaces every q/k/v/o weight
+    out = working_copy(hf, inplace, _attention_projections(found, wanted))  # _grow replaces them
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for b in (blocks(out)[i] for i in wanted):
@@ -134,11 +139,12 @@ def remove_heads(model, heads: dict, *, inplace: bool = False):
         except (TypeError, ValueError):
             raise MindsetError(f"cannot read heads {chosen!r} for layer {index}; give head indices like [0, 2]") from None
         plan[index] = _check_removal(found[index], numbers)
-    out = working_copy(hf, inplace)
+    out = working_copy(hf, inplace, _attention_projections(found, list(plan)))  # _shrink replaces them
     with torch.no_grad():
         new_blocks = blocks(out)
         for index, (kept, kept_kv) in plan.items():
             _shrink(new_blocks[index], kept, kept_kv)
+    settle(out)
     sync_config(out)
     note_edit(out, "remove_heads", heads={i: sorted(set(range(found[i].n_heads)) - set(kept)) for i, (kept, _) in plan.items()})
     return rewrap(out)
