@@ -129,3 +129,11 @@ def test_inspect_step_reports_per_layer_shapes(tiny_llama, tmp_path):
     metrics = json.loads((tmp_path / "runs" / "shapes" / "metrics.json").read_text())
     assert [r["n_heads"] for r in metrics["inspect"]["layer_shapes"]] == [4, 2]
     assert "### Layers" in (tmp_path / "runs" / "shapes" / "report.md").read_text()
+
+
+def test_custom_module_shows_at_its_layer(tiny_llama):
+    edited = surgery.ffn_to_memory(tiny_llama, [1], k=8)
+    rows = layer_rows(edited.model)
+    assert rows[0]["custom"] == [] and len(rows[1]["custom"]) == 1 and heterogeneous(rows)
+    diff = diff_models(tiny_llama.model, edited.model)
+    assert [(s["layer"], s["key"]) for s in diff["shapes"] if s["key"] == "custom"] == [(1, "custom")]
