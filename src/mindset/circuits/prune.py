@@ -12,7 +12,9 @@ Shapes: the pruned model must stay a plain HF model that saves and loads anywher
 heads and neurons; which ones, per layer, is what the scores decide. Heads (Llama-style q/k/v/o only):
 with grouped-query attention, each key/value group loses the same number of query heads, so queries still
 map to their own kv head; kv heads are kept (k_proj and v_proj are unchanged) and `head_dim` is written to
-the config explicitly. GPT-2's fused c_attn is not head-pruned (its FFN is).
+the config explicitly. GPT-2's fused c_attn is not head-pruned (its FFN is). A heterogeneous model (layers of their own shapes,
+from `mindset.surgery`) loses the same fraction of each layer's heads and neurons, counted per layer; its
+config keeps what the layers share and the surgery record `save` writes lists the rest.
 """
 
 from __future__ import annotations
@@ -193,43 +195,59 @@ def _keep_in_features(module: nn.Module, keep: torch.Tensor) -> None:
 
 
 def prune(loaded, scores: Scores, *, head_fraction: float = 0.0, neuron_fraction: float = 0.0):
-    """Remove the lowest-scoring heads and FFN neurons, the same number in every layer (see the module
-    docstring); returns the same LoadedModel, smaller, with its config updated so it saves and loads."""
+    """Remove the lowest-scoring heads and FFN neurons, the same fraction of every layer (see the module
+    docstring; a uniform model loses the same number everywhere); returns the same LoadedModel, smaller, with its config updated so it saves and loads."""
     if not (0 <= head_fraction < 1 and 0 <= neuron_fraction < 1):
         raise MindsetError("head_fraction and neuron_fraction must be in [0, 1)")
     model = loaded.model
     config = text_config(model.config)
     all_blocks = blocks(model)
     if neuron_fraction:
-        d_ff = scores.neurons[0].numel()
-        n_keep = d_ff - round(neuron_fraction * d_ff)
-        for b, s in zip(all_blocks, scores.neurons):
-            keep = torch.sort(torch.topk(s, n_keep).indices).values.to(loaded.device)
+        for b, s in zip(all_blocks, scores.neurons):  # per layer: a heterogeneous model's widths differ
+            d_ff = s.numel()
+            keep = torch.sort(torch.topk(s, d_ff - round(neuron_fraction * d_ff)).indices).values.to(loaded.device)
             inputs, out = mlp_projections(b.mlp)
             for m in inputs:
                 _keep_out_features(m, keep)
             _keep_in_features(out, keep)
-        for name in ("intermediate_size", "n_inner"):
-            if hasattr(config, name):
-                setattr(config, name, n_keep)
     if head_fraction:
-        _prune_heads(model, config, all_blocks, scores.heads, head_fraction, loaded.device)
+        _prune_heads(all_blocks, scores.heads, head_fraction, loaded.device)
+    if head_fraction or neuron_fraction:
+        _state_shapes(model, config, blocks(model))
     return loaded
 
 
-def _prune_heads(model, config, all_blocks, head_scores, fraction: float, device) -> None:
+def _state_shapes(model, config, pruned) -> None:
+    """Write the pruned shapes into the config when every layer agrees (so plain transformers loads the folder);
+    layers that differ (a heterogeneous model) are listed by the surgery record `save` writes."""
+    d_ffs = {in_features(mlp_projections(b.mlp)[1]) for b in pruned}
+    if len(d_ffs) == 1:
+        width = d_ffs.pop()
+        for name in ("intermediate_size", "n_inner"):
+            if hasattr(config, name):
+                setattr(config, name, width)
+    if pruned[0].attention.fused or pruned[0].attention.q is None:
+        return
+    config.head_dim = pruned[0].head_dim
+    heads = {(b.n_heads, b.attention.n_kv_heads) for b in pruned}
+    if len(heads) == 1:
+        config.num_attention_heads = heads.pop()[0]
+
+
+def _prune_heads(all_blocks, head_scores, fraction: float, device) -> None:
+    """Each layer's kv groups lose round(fraction x its query heads per group) heads each; a layer's own
+    head counts decide, so layers of a heterogeneous model may lose different numbers."""
     b0 = all_blocks[0]
     if b0.attention.fused or b0.attention.q is None:
         raise MindsetError(f"head pruning needs separate q/k/v projections; {type(b0.attn).__name__} fuses them (prune FFN neurons only)")
-    n_heads = b0.n_heads
-    n_kv = b0.attention.n_kv_heads
-    per_group = n_heads // n_kv
-    remove = round(fraction * per_group)
-    if remove == 0:
-        raise MindsetError(f"a head fraction of {fraction:g} removes no head: each of the {n_kv} key/value groups has {per_group} query heads, so fractions come in steps of 1/{per_group}")
-    keep_per_group = per_group - remove
-    d = b0.head_dim
-    for b, s in zip(all_blocks, head_scores):
+    removals = [round(fraction * (b.n_heads // b.attention.n_kv_heads)) for b in all_blocks]
+    if not any(removals):
+        per_group = b0.n_heads // b0.attention.n_kv_heads
+        raise MindsetError(f"a head fraction of {fraction:g} removes no head: each of the {b0.attention.n_kv_heads} key/value groups has {per_group} query heads, so fractions come in steps of 1/{per_group}")
+    for b, s, remove in zip(all_blocks, head_scores, removals):
+        n_kv, d = b.attention.n_kv_heads, b.head_dim
+        per_group = b.n_heads // n_kv
+        keep_per_group = per_group - remove
         kept_heads = []
         for g in range(n_kv):  # repeat_kv: query heads g*per_group ... read kv head g
             group = torch.arange(g * per_group, (g + 1) * per_group)
@@ -240,5 +258,3 @@ def _prune_heads(model, config, all_blocks, head_scores, fraction: float, device
         b.attn.num_key_value_groups = keep_per_group
         if hasattr(b.attn, "num_heads"):
             b.attn.num_heads = len(kept_heads)
-    config.head_dim = d
-    config.num_attention_heads = n_kv * keep_per_group

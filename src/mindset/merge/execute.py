@@ -230,9 +230,21 @@ def execute_plan(
     return MergeResult(out, len(specs), plan.parameter_count, writer.total_bytes, len(writer.shards), seconds)
 
 
+def write_layer_shapes(plan: MergePlan, folder: Path) -> None:
+    """Heterogeneous sources (layers with their own head counts or FFN widths): the merged folder gets a
+    surgery record listing its layers' shapes, so `mindset.models.load` rebuilds them."""
+    from mindset.merge.stitch import output_layer_shapes
+    from mindset.models.custom import SURGERY_FILE
+
+    shapes = output_layer_shapes(plan)
+    if shapes:
+        (folder / SURGERY_FILE).write_text(json.dumps({"format": 1, "modules": [], "layer_shapes": shapes}, indent=2) + "\n")
+
+
 def write_metadata(plan: MergePlan, folder: Path, name: str) -> None:
     """config.json, the tokenizer, the model card and the config as written (mergekit_config.yml)."""
     (folder / "config.json").write_text(json.dumps(plan.out_config, indent=2, sort_keys=True) + "\n")
+    write_layer_shapes(plan, folder)
     donor = plan.models[plan.donor]
     tokenizer = plan.vocabulary.tokenizer if plan.vocabulary is not None else None
     if tokenizer is None and plan.chat_template:

@@ -126,6 +126,24 @@ def output_config(plan: MergePlan) -> dict[str, Any]:
     return config
 
 
+def output_layer_shapes(plan: MergePlan) -> dict[str, dict[str, int]]:
+    """Per-layer shapes (a mindset surgery record's `layer_shapes`) of the merged layers whose source layer
+    has one: a heterogeneous model's layers keep their head counts and FFN widths, renumbered. The tensors'
+    shapes were already checked to agree across the sources of each slice."""
+    from mindset.models.custom import recorded_shapes
+
+    shapes, index = {}, 0
+    for piece in plan.slices:
+        source = piece.sources[0]
+        recorded = recorded_shapes(plan.models[source.model].folder)
+        for offset in range(piece.length):
+            shape = recorded.get(str(source.start + offset))
+            if shape is not None:
+                shapes[str(index)] = shape
+            index += 1
+    return shapes
+
+
 def _layer_value(plan: MergePlan, name: str, donor_value: list, piece: PlannedSlice, offset: int) -> Any:
     source = piece.sources[0]
     values = plan.models[source.model].config.get(name)

@@ -14,6 +14,10 @@ class InspectParams(BaseModel):
 
 
 def inspect_step(ctx: RunContext, params: InspectParams) -> dict:
+    """The summary tables in the report (a per-layer table when layers differ); the metrics always carry
+    `layer_shapes`, one row per layer, so a recipe's later steps and readers need not re-derive them."""
+    from mindset.models.diff import layer_rows
+
     loaded = ctx.loaded
     summary = summarize(loaded.model)
     tables = summary_tables(summary)
@@ -21,4 +25,4 @@ def inspect_step(ctx: RunContext, params: InspectParams) -> dict:
     for title, headers, rows in tables:
         ctx.console.print(rich_table(title, headers, rows))
         ctx.add_table(title, headers, rows)
-    return summary
+    return {**summary, "layer_shapes": summary.get("layers") or layer_rows(loaded.model)}

@@ -86,13 +86,21 @@ def memory_bytes(model) -> dict[str, int]:
 
 
 def summarize(model) -> dict[str, Any]:
+    """Architecture, parameters by component and memory; `layers` (per-layer shapes) only when layers differ,
+    since the architecture table then states the first layer's shape only."""
+    from mindset.models.diff import heterogeneous, layer_rows
+
     params = parameters_by_component(model)
-    return {
+    summary = {
         "architecture": architecture(model),
         "parameters": params,
         "total_parameters": sum(v["params"] for v in params.values()),
         "memory_bytes": memory_bytes(model),
     }
+    rows = layer_rows(model)
+    if heterogeneous(rows):
+        summary["layers"] = rows
+    return summary
 
 
 def human_bytes(n: int) -> str:
@@ -116,7 +124,8 @@ def human_count(n: int) -> str:
 def summary_tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) tables shared by the terminal and the markdown report."""
     arch = summary["architecture"]
-    arch_rows = [[k.replace("_", " "), str(v)] for k, v in arch.items()]
+    per_layer = {"heads", "kv_heads", "d_ff"} if summary.get("layers") else set()
+    arch_rows = [[k.replace("_", " "), f"{v} (layer 0; per layer below)" if k in per_layer else str(v)] for k, v in arch.items()]
     total = summary["total_parameters"]
     param_rows = [
         [_component_label(name, arch), human_count(v["params"]), f"{100 * v['params'] / max(total, 1):.1f}%", human_bytes(v["bytes"])]
@@ -126,10 +135,15 @@ def summary_tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[l
     param_rows.append(["total", human_count(total), "100.0%", human_bytes(mem["parameters"])])
     if mem["buffers"]:
         param_rows.append(["buffers", "", "", human_bytes(mem["buffers"])])
-    return [
+    tables = [
         ("Architecture", ["property", "value"], arch_rows),
         ("Parameters by component", ["component", "parameters", "share", "bytes"], param_rows),
     ]
+    if summary.get("layers"):
+        from mindset.models.diff import layer_table
+
+        tables.insert(1, layer_table(summary["layers"]))
+    return tables
 
 
 def _component_label(name: str, arch: dict[str, Any]) -> str:
