@@ -246,3 +246,17 @@ def test_the_gates_loop_runs_as_one_recipe(tmp_path):
     # the gates moved past a threshold (at the plain lr of 1e-3, 6 steps move c by < 0.01: sigmoid stays near 0.5)
     assert grown["layers"] or pruned["heads"] or pruned["kept_closed"], (grown, pruned)
     assert metrics["grow_saturated"]["parameters"][1] >= metrics["grow_saturated"]["parameters"][0]
+
+
+def test_gates_command_shows_what_grow_and_prune_will_act_on(cli, trained_gates):
+    code, out, err = cli("surgery", "gates", str(trained_gates), "--saturated", "0.9", "--closed", "0.1")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert "1.964" in rows[0] and rows[0].split("│")[6].strip() == "4" and rows[1].split("│")[7].strip() == "2"
+    code, out, _ = cli("surgery", "gates", str(trained_gates), "--heads")
+    assert code == 0 and out.count("1.964") == 4 and out.count("0.036") == 2
+
+
+def test_gates_command_on_an_ungated_model_is_one_line(cli):
+    code, _, err = cli("surgery", "gates", "tiny-llama")
+    assert code == 2 and "needs head gates" in err and len(err.strip().splitlines()) == 1

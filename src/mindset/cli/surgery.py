@@ -147,6 +147,29 @@ def _run_edit(name: str, model: str, output: Path, overwrite: bool, device: str,
     console.print(f"{outcome.line()}\n{edit}\nsaved to [bold]{output}[/]", highlight=False, soft_wrap=True)
 
 
+@surgery_app.command("gates")
+def gates(
+    model: str = ModelArg,
+    saturated: float = typer.Option(0.95, help="count a head saturated when sigmoid(c) = gate/2 is at least this (grow_saturated's threshold)"),
+    closed: float = typer.Option(0.05, help="count a head closed when sigmoid(c) = gate/2 is at most this (prune_closed's threshold)"),
+    heads: bool = typer.Option(False, "--heads", help="one row per head instead of one per layer"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Show a gated model's head gates (g = 2·sigmoid(c)): per layer, or per head with --heads."""
+    from mindset.surgery.gates import gate_report, gate_summary
+    from mindset.tables import rich_table
+
+    loaded = load_model(model, device, dtype)
+    if heads:
+        rows = [[r["layer"], r["head"], f"{r['gate']:.3f}", f"{r['logit']:+.2f}"] for r in gate_report(loaded)]
+        console.print(rich_table("Head gates", ["layer", "head", "gate", "c"], rows))
+        return
+    rows = [[r["layer"], r["heads"], f"{r['min']:.3f}", f"{r['mean']:.3f}", f"{r['max']:.3f}", r["saturated"], r["closed"]]
+            for r in gate_summary(loaded, saturated, closed)]
+    console.print(rich_table("Head gates by layer", ["layer", "heads", "min", "mean", "max", f"saturated (≥ {saturated})", f"closed (≤ {closed})"], rows))
+
+
 def _check_output(output: Path, overwrite: bool) -> None:
     check_output(output, overwrite)
 
