@@ -49,6 +49,13 @@ class DistillConfig(BaseModel):
     @classmethod
     def _read_multipliers(cls, value):
         """The CLI's 'glob=factor,glob=factor' or a mapping."""
+        if isinstance(value, str) and value.strip().startswith("{"):
+            import json
+
+            try:
+                return json.loads(value)  # the CLI shows (and may pass back) the default as {}
+            except ValueError:
+                raise ValueError(f"cannot read lr_multipliers {value!r}; write glob=factor,glob=factor, e.g. '*gate_logits=200'") from None
         if isinstance(value, str):
             pairs = [part.rpartition("=") for part in value.split(",") if part.strip()]
             if any(not sep or not glob.strip() for glob, sep, _ in pairs):
