@@ -129,3 +129,12 @@ def test_uniform_edits_read_back_by_transformers(tiny_llama, tmp_path, private_h
     back = load(path, device="cpu", dtype="float32")  # transformers' GGUF reader underneath
     assert back.model.config.num_hidden_layers == len(blocks(edited.model))
     torch.testing.assert_close(logits(back.model), logits(edited.model), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_heterogeneous_smollm2_reads_back_exactly(smollm2, tmp_path):
+    edited = surgery.remove_heads(surgery.widen_ffn(smollm2, "0,7", add=64, init="random"), {3: [3, 4, 5]})
+    back, reader = read_back(export_gguf(edited, tmp_path / "s.gguf", "f32", modelfile=False)["gguf"])
+    assert field(reader, "deci.attention.head_count")[2:5] == [9, 6, 9]
+    ids = smollm2.tokenizer("It is a truth universally acknowledged, that a single man")["input_ids"]
+    torch.testing.assert_close(logits(back, ids), logits(edited.model, ids), rtol=0, atol=1e-4)
