@@ -16,6 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from mindset import surgery
+from mindset.errors import MindsetError
 from mindset.export import export_gguf
 from mindset.export.gguf_writer import GLOBAL_TENSORS, LAYER_TENSORS
 from mindset.models import load
@@ -138,3 +139,10 @@ def test_heterogeneous_smollm2_reads_back_exactly(smollm2, tmp_path):
     assert field(reader, "deci.attention.head_count")[2:5] == [9, 6, 9]
     ids = smollm2.tokenizer("It is a truth universally acknowledged, that a single man")["input_ids"]
     torch.testing.assert_close(logits(back, ids), logits(edited.model, ids), rtol=0, atol=1e-4)
+
+
+def test_layers_with_different_head_sizes_are_refused(tiny_llama, tmp_path):
+    tiny_llama.model.model.layers[1].self_attn.head_dim = 8  # layer 1 now reads its 64 features as 8 heads of 8
+    with pytest.raises(MindsetError, match=r"one head size for all layers; this model's layers have head sizes \[8, 16\]"):
+        export_gguf(tiny_llama, tmp_path / "x.gguf")
+    assert not list(tmp_path.iterdir())
