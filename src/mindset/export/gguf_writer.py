@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from mindset.errors import MindsetError
+from mindset.export.fold import folded
+from mindset.export.gguf_layout import Layout, gguf_layout
 
 Precision = Literal["f32", "f16", "q8_0"]
 
@@ -51,22 +53,30 @@ def rotary_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
     return weight.reshape(n_heads, 2, rows // n_heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def check_exportable(model) -> None:
-    """Refuse what GGUF's llama layout cannot express, naming the reason."""
+def exportable(model):
+    """The model GGUF's llama layout will hold: `model` itself, or a copy with its custom modules folded;
+    what it cannot express is a MindsetError naming the reason."""
     config = model.config
     if config.model_type != "llama":
         raise MindsetError(f"GGUF export supports Llama-architecture models; this one is {config.model_type!r}")
+    for flag in ("attention_bias", "mlp_bias"):
+        if getattr(config, flag, False):
+            raise MindsetError(f"GGUF export does not handle {flag}=True yet")
+    model = folded(model)
     for path, module in model.named_modules():
         origin = type(module).__module__
         if not (origin.startswith("transformers.") or origin.startswith("torch.nn")):
             hint = " (convert it back first with mindset.surgery.memory_to_ffn)" if "memory" in type(module).__name__.lower() else ""
             raise MindsetError(f"GGUF cannot express the module {path or 'model'} ({type(module).__name__}) that surgery added{hint}")
-    for flag in ("attention_bias", "mlp_bias"):
-        if getattr(config, flag, False):
-            raise MindsetError(f"GGUF export does not handle {flag}=True yet")
     for name in model.state_dict():
         if gguf_tensor_name(name) is None:
             raise MindsetError(f"GGUF export does not know where the tensor {name} goes")
+    return model
+
+
+def check_exportable(model) -> None:
+    """Refuse what GGUF's llama layout cannot express, naming the reason (folding custom modules on a copy)."""
+    exportable(model)
 
 
 def tokenizer_fields(tokenizer) -> dict:
@@ -90,45 +100,25 @@ def tokenizer_fields(tokenizer) -> dict:
 
 
 def write_gguf(loaded, out: str | Path, precision: Precision = "f32", pre_tokenizer: str = "gpt2") -> Path:
-    """Write `loaded` to `out` (atomically); returns the path."""
+    """Write `loaded` to `out` (atomically); returns the path. Custom modules are folded on a copy first
+    (mindset.export.fold); layers of different shapes are written as llama.cpp's `deci` architecture."""
     import gguf
 
-    model, tokenizer = loaded.model, loaded.tokenizer
-    check_exportable(model)
     if precision not in ("f32", "f16", "q8_0"):
         raise MindsetError(f"unknown GGUF precision {precision!r}; use f32, f16 or q8_0")
-    config = model.config
+    model = exportable(loaded.model)
+    layout = gguf_layout(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[precision]
-
-    writer = gguf.GGUFWriter(str(tmp), arch="llama")
+    writer = gguf.GGUFWriter(str(tmp), arch=layout.arch)
     try:
         writer.add_name(loaded.name)
-        writer.add_context_length(config.max_position_embeddings)
-        writer.add_embedding_length(config.hidden_size)
-        writer.add_block_count(config.num_hidden_layers)
-        writer.add_feed_forward_length(config.intermediate_size)
-        writer.add_head_count(config.num_attention_heads)
-        writer.add_head_count_kv(config.num_key_value_heads)
-        writer.add_rope_dimension_count(head_dim)
-        writer.add_rope_freq_base(float(_rope_theta(config)))
-        writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-        writer.add_vocab_size(config.vocab_size)
+        _write_hparams(writer, model.config, layout)
         writer.add_file_type(file_type)
-        _write_tokenizer(writer, tokenizer, pre_tokenizer)
-        tied = bool(getattr(config, "tie_word_embeddings", False))
-        for name, tensor in model.state_dict().items():
-            if name == "lm_head.weight" and tied:
-                continue  # llama.cpp reuses token_embd when output is absent
-            array = tensor.detach().to("cpu", torch.float32).numpy()
-            if name.endswith("self_attn.q_proj.weight"):
-                array = rotary_permute(array, config.num_attention_heads)
-            elif name.endswith("self_attn.k_proj.weight"):
-                array = rotary_permute(array, config.num_key_value_heads)
-            _add_tensor(writer, gguf_tensor_name(name), array, precision)
+        _write_tokenizer(writer, loaded.tokenizer, pre_tokenizer)
+        _write_tensors(writer, model, layout, precision)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -137,6 +127,48 @@ def write_gguf(loaded, out: str | Path, precision: Precision = "f32", pre_tokeni
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _write_hparams(writer, config, layout: Layout) -> None:
+    """Sizes, rope and norm; head counts and FFN lengths per layer where layers differ. Key and value
+    lengths are always written: llama.cpp otherwise derives them as embedding length / layer 0's heads."""
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(len(layout.n_heads))
+    writer.add_feed_forward_length(layout.value(layout.d_ff))
+    writer.add_head_count(layout.value(layout.n_heads))
+    writer.add_head_count_kv(layout.value(layout.n_kv_heads))
+    writer.add_key_length(layout.head_dim)
+    writer.add_value_length(layout.head_dim)
+    writer.add_rope_dimension_count(layout.head_dim)
+    writer.add_rope_freq_base(float(_rope_theta(config)))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_vocab_size(config.vocab_size)
+
+
+def _write_tensors(writer, model, layout: Layout, precision: Precision) -> None:
+    """Every tensor under llama.cpp's name; Q and K rows in llama.cpp's rotary order, with each layer's own
+    head counts. The output matrix is left out when it is the embedding (llama.cpp then reuses token_embd)."""
+    state = model.state_dict()
+    tied = _tied(model, state)
+    for name, tensor in state.items():
+        if name == "lm_head.weight" and tied:
+            continue
+        array = tensor.detach().to("cpu", torch.float32).numpy()
+        match = LAYER_NAME.match(name)
+        if match and match.group(2) == "self_attn.q_proj":
+            array = rotary_permute(array, layout.n_heads[int(match.group(1))])
+        elif match and match.group(2) == "self_attn.k_proj":
+            array = rotary_permute(array, layout.n_kv_heads[int(match.group(1))])
+        _add_tensor(writer, gguf_tensor_name(name), array, precision)
+
+
+def _tied(model, state) -> bool:
+    """Tied when the config says so and the head still equals the embedding (a folded embedding shim may
+    have changed one of them)."""
+    if not getattr(model.config, "tie_word_embeddings", False) or "lm_head.weight" not in state:
+        return bool(getattr(model.config, "tie_word_embeddings", False))
+    return torch.equal(state["lm_head.weight"], state["model.embed_tokens.weight"])
 
 
 def _rope_theta(config) -> float:
