@@ -292,3 +292,15 @@ def test_zero_init_keeps_smollm2_logits(smollm2):
     drift = (logits(edited.model, ids) - logits(smollm2.model, ids)).abs().max().item()
     print(f"SmolLM2 with 3 zero-initialised feedback pairs: edit {took:.2f} s, max logit change {drift:.1e}")
     assert drift < 1e-5
+
+
+@pytest.mark.parametrize("edit", ["insert", "drop", "duplicate", "move"])
+def test_depth_edits_after_feedback_are_refused_and_change_nothing(tiny_llama, edit):
+    from mindset import surgery
+
+    fed = surgery.layerwise_feedback(tiny_llama, [(0, 1)])
+    run = {"insert": lambda m: surgery.insert_layers(m, after=0, inplace=True), "drop": lambda m: surgery.drop_layers(m, [0], inplace=True),
+           "duplicate": lambda m: surgery.duplicate_layers(m, [1], inplace=True), "move": lambda m: surgery.move_layer(m, 1, 0, inplace=True)}[edit]
+    with pytest.raises(MindsetError, match=r"pairs \[\(0, 1\)\]\); make depth edits before adding feedback"):
+        run(fed)
+    assert len(fed.model.model.layers) == 2

@@ -24,6 +24,14 @@ INSERT_INITS = ("identity", "copy")
 
 def _reorder(model: nn.Module, order: list[int]) -> list[int]:
     """Make the decoder layers `order` (old indices; a repeat is a deep copy). Returns the positions of copies."""
+    feedback = getattr(model, "mindset_feedback", None)
+    if feedback is not None and order != list(range(len(order))):
+        from mindset.surgery.feedback import feedback_pairs
+
+        raise MindsetError(
+            f"depth edits renumber layers, and this model's layerwise feedback names layers by index (pairs {feedback_pairs(model)}); "
+            "make depth edits before adding feedback"
+        )
     old = list(model.get_submodule(layers_path(model)))
     config = text_config(model.config)
     types = getattr(config, "layer_types", None)
