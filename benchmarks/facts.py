@@ -126,3 +126,12 @@ def expansion_points(n_layers: int, n_new: int) -> tuple[list[int], list[int]]:
         raise ValueError(f"n_new={n_new}: insert between 1 and {n_layers} blocks into {n_layers} layers")
     after = [(k + 1) * n_layers // n_new - 1 for k in range(n_new)]
     return after, [a + 1 + k for k, a in enumerate(after)]
+
+
+def matched(full_runs: list[dict], grown: dict, tolerance: float = 0.1) -> dict:
+    """The full-FT run to hold a growth run against "at equal gain": of the full-FT runs that gained at least as
+    much (within `tolerance`), the one that forgot least (lowest perplexity rise); if none did, the one that gained most."""
+    enough = [r for r in full_runs if r["gain_em"] >= grown["gain_em"] - tolerance]
+    if not enough:
+        return max(full_runs, key=lambda r: r["gain_em"])
+    return min(enough, key=lambda r: r["forgetting"]["ppl_rise"])

@@ -38,7 +38,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import publish  # noqa: E402
-from facts import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, choose, expansion_points, fact_suite, forgetting, goal, make_facts, ratio, training_sentences  # noqa: E402
+from facts import (  # noqa: E402
+    HELDOUT_TEMPLATES,
+    TRAIN_TEMPLATES,
+    choose,
+    expansion_points,
+    fact_suite,
+    forgetting,
+    goal,
+    make_facts,
+    matched,
+    ratio,
+    training_sentences,
+)
 
 METHODS = ["full FT", "LoRA", "grow", "grow+protect"]
 PRESETS = {  # grids: learning rates per method; each preset tries as many for every method
@@ -63,6 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--max-drop", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reprint", action="store_true", help="re-print the table and the verdict from the JSON beside this script; trains nothing")
     args = parser.parse_args()
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key, None) is None:
@@ -233,7 +246,9 @@ def report(args, before, runs, chosen, total) -> None:
                      fmt_ratio(ratio(f["ppl_rise"], ref["forgetting"]["ppl_rise"]) if ref else None),
                      f"{100 * f['canary_drop']:+.1f}", fmt_ratio(ratio(f["canary_drop"], ref["forgetting"]["canary_drop"]) if ref else None),
                      "-" if r["rollbacks"] is None else str(r["rollbacks"]), f"{r['train_seconds']:.0f}"])
-    verdicts = {m: goal(ref, chosen[m]) for m in ("grow", "grow+protect") if ref and m in chosen}
+    full_runs = [r for r in runs if r["method"] == "full FT"]
+    against = {m: matched(full_runs, chosen[m]) for m in ("grow", "grow+protect") if ref and m in chosen}
+    verdicts = {m: {**goal(against[m], chosen[m]), "full_ft_lr": against[m]["lr"]} for m in against}
     title = (f"SmolLM2-135M taught {args.facts} made-up capitals, {args.steps} steps x {args.batch} sentences, {args.device} {args.dtype} "
              f"(before: held-out EM {before['heldout_em']:.2f}, valid ppl {before['ppl']:.2f}, canaries "
              + ", ".join(f"{k} {v:.2f}" for k, v in before["canaries"].items()) + ")")
@@ -244,16 +259,29 @@ def report(args, before, runs, chosen, total) -> None:
              "goal": verdicts, "total_seconds": total,
              "facts": [f.__dict__ for f in make_facts(args.facts, args.seed)], "rule": choose.__doc__.split(":", 1)[1].strip()})
     for method, v in verdicts.items():
-        g, r = chosen[method], ref
+        g, r = chosen[method], against[method]
         quarter = ", ".join(f"{k}: {'n/a (full FT lost nothing)' if ok is None else ('within' if ok else 'over') + ' a quarter'}" for k, ok in v["quarter"].items())
-        print(f"goal ({method} vs full FT): {'HOLDS' if v['holds'] else 'DOES NOT HOLD'} — gain {g['gain_em']:+.2f} vs {r['gain_em']:+.2f} EM "
-              f"({'equal' if v['equal_gain'] else 'not equal'} within 0.1); forgetting {quarter}")
+        lost = ", ".join(f"{k} {g['forgetting'][k]:+.3f} vs {r['forgetting'][k]:+.3f}" for k in ("ppl_rise", "canary_drop"))
+        print(f"goal ({method} lr {g['lr']:g} vs full FT lr {r['lr']:g}, the full-FT run matching its gain): {'HOLDS' if v['holds'] else 'DOES NOT HOLD'} — "
+              f"held-out EM gain {g['gain_em']:+.2f} vs {r['gain_em']:+.2f} ({'equal' if v['equal_gain'] else 'not equal'} within 0.1); {lost}; {quarter}")
     print(f"total {total / 60:.1f} min")
+
+
+def reprint() -> None:
+    """The report again from the saved runs (after a change to the report, without hours of training)."""
+    import json
+
+    data = json.loads(Path(__file__).with_suffix(".json").read_text())
+    runs = data["runs"]
+    chosen = {m: choose([r for r in runs if r["method"] == m]) for m in dict.fromkeys(r["method"] for r in runs)}
+    report(argparse.Namespace(**data["args"]), data["before"], runs, chosen, data["total_seconds"])
 
 
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("COLUMNS", "200")  # rich: the tables are wide
+    if args.reprint:
+        return reprint()
     if "LoRA" in args.methods:
         try:
             import peft  # noqa: F401

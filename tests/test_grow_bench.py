@@ -17,6 +17,7 @@ from benchmarks.facts import (
     forgetting,
     goal,
     make_facts,
+    matched,
     ratio,
     split_prompt,
     training_sentences,
@@ -94,3 +95,13 @@ def test_grow_trains_only_the_new_identity_blocks(tiny_llama):
     assert moved and moved <= trainable
     with torch.no_grad():
         assert not torch.allclose(grown(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-5)
+
+
+def test_growth_is_held_against_the_full_ft_run_of_equal_gain():
+    def run(lr, gain, rise):
+        return {"lr": lr, "gain_em": gain, "forgetting": {"ppl_rise": rise}}
+
+    full = [run(1, 0.5, 0.08), run(2, 1.0, 1.0), run(3, 0.95, 0.5)]
+    assert matched(full, run(9, 1.0, 0.0))["lr"] == 3  # 0.95 is equal within 0.1, and forgot less than lr 2
+    assert matched(full, run(9, 0.4, 0.0))["lr"] == 1
+    assert matched(full[:1], run(9, 1.0, 0.0))["lr"] == 1  # nothing gained as much: the best there is
