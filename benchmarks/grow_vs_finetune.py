@@ -17,7 +17,7 @@ one with the largest held-out gain (facts.choose). Measured after training:
               suites; documents disjoint from those the protection watches);
   cost        trainable parameters, training wall time.
 
-    python benchmarks/grow_vs_finetune.py                         # --preset quick: CPU, ~15 min on 2 idle cores
+    python benchmarks/grow_vs_finetune.py                         # --preset quick: CPU; 44 min on the shared, busy 2 cores
     python benchmarks/grow_vs_finetune.py --preset full --device cuda   # bf16, 32 facts, 200 steps, 3 lrs
     python benchmarks/grow_vs_finetune.py --preset smoke          # a minute: does everything run
 LoRA needs peft: pip install 'mindset-lab[bench]'.
