@@ -17,7 +17,7 @@ from mindset.models.anatomy import Block, blocks
 from mindset.models.custom import note_edit
 from mindset.models.names import parse_layers
 from mindset.models.shapes import bias_of, drawn_like, set_projection, sync_config, weight_oi
-from mindset.surgery.layers import settle, unwrap, working_copy
+from mindset.surgery.layers import unwrap, working_copy
 
 WIDEN_INITS = ("zero", "split", "random")
 
@@ -103,14 +103,12 @@ def widen_ffn(model, layers=None, *, add: int | None = None, width: int | None =
         for b in _ffn_blocks(hf, layers):
             if width <= b.ffn.d_ff:
                 raise MindsetError(f"width={width}: layer {b.index}'s FFN already has {b.ffn.d_ff} neurons; widen to {b.ffn.d_ff + 1} or more")
-    replaced = [p for b in _ffn_blocks(hf, layers) for p in (*b.ffn.inputs, b.ffn.down)]  # _widen_block replaces them all
-    out = working_copy(hf, inplace, replaced)
+    out = working_copy(hf, inplace)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         chosen = _ffn_blocks(out, layers)
         for b in chosen:
             _widen_block(b, add if add is not None else width - b.ffn.d_ff, init, generator, noise)
-    settle(out)
     sync_config(out)
     note_edit(out, "widen_ffn", layers=[b.index for b in chosen], add=add, width=width, init=init, seed=seed, noise=noise)
     return rewrap(out)
@@ -159,12 +157,11 @@ def narrow_ffn(model, layers=None, *, width: int, scores="magnitude", inplace: b
         if not 0 < width < b.ffn.d_ff:
             raise MindsetError(f"width={width}: layer {b.index}'s FFN has {b.ffn.d_ff} neurons; narrow to 1-{b.ffn.d_ff - 1}")
     score_map = _score_map(scores, chosen)
-    out = working_copy(hf, inplace, [p for b in chosen for p in (*b.ffn.inputs, b.ffn.down)])  # _take_neurons replaces them
+    out = working_copy(hf, inplace)
     with torch.no_grad():
         for b in _ffn_blocks(out, layers):
             keep = torch.topk(score_map[b.index].float(), width).indices.sort().values.to(weight_oi(b.ffn.down).device)
             _take_neurons(b, keep)
-    settle(out)
     sync_config(out)
     note_edit(out, "narrow_ffn", layers=[b.index for b in chosen], width=width, scores=scores if isinstance(scores, str) else "map")
     return rewrap(out)

@@ -16,7 +16,7 @@ from mindset.models.anatomy import Block, blocks
 from mindset.models.custom import note_edit
 from mindset.models.names import parse_layers
 from mindset.models.shapes import bias_of, drawn_like, qkv_parts, set_head_counts, set_projection, set_qkv, sync_config, weight_oi
-from mindset.surgery.layers import settle, unwrap, working_copy
+from mindset.surgery.layers import unwrap, working_copy
 
 HEAD_INITS = ("zero", "random")
 
@@ -36,12 +36,6 @@ def _follow_heads(o, source: list[int | None]) -> None:
     follow = getattr(o, "mindset_reindex_heads", None)
     if follow is not None:
         follow(source)
-
-
-def _attention_projections(found: list[Block], layers: list[int]) -> list:
-    """The q/k/v (or fused qkv) and output projections of `layers`: what _grow and _shrink replace."""
-    return [p for i in layers for p in (found[i].attention.q, found[i].attention.k, found[i].attention.v, found[i].attention.qkv, found[i].attention.o)
-            if p is not None]
 
 
 def _grow(b: Block, n: int, init: str, generator: torch.Generator) -> None:
@@ -81,12 +75,11 @@ def add_heads(model, layers=None, n: int = 1, *, init: str = "zero", seed: int =
             raise MindsetError(
                 f"n={n}: layer {i} groups {groups} query heads per kv head, so heads come in whole groups; add a multiple of {groups}"
             )
-    out = working_copy(hf, inplace, _attention_projections(found, wanted))  # _grow replaces them
+    out = working_copy(hf, inplace)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for b in (blocks(out)[i] for i in wanted):
             _grow(b, n, init, generator)
-    settle(out)
     sync_config(out)
     note_edit(out, "add_heads", layers=wanted, n=n, init=init, seed=seed)
     return rewrap(out)
@@ -150,12 +143,11 @@ def remove_heads(model, heads: dict, *, inplace: bool = False):
         except (TypeError, ValueError):
             raise MindsetError(f"cannot read heads {chosen!r} for layer {index}; give head indices like [0, 2]") from None
         plan[index] = _check_removal(found[index], numbers)
-    out = working_copy(hf, inplace, _attention_projections(found, list(plan)))  # _shrink replaces them
+    out = working_copy(hf, inplace)
     with torch.no_grad():
         new_blocks = blocks(out)
         for index, (kept, kept_kv) in plan.items():
             _shrink(new_blocks[index], kept, kept_kv)
-    settle(out)
     sync_config(out)
     note_edit(out, "remove_heads", heads={i: sorted(set(range(found[i].n_heads)) - set(kept)) for i, (kept, _) in plan.items()})
     return rewrap(out)
