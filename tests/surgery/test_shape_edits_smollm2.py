@@ -18,6 +18,8 @@ OPS = {
     "widen_ffn split": lambda m: surgery.widen_ffn(m, [3, 7], add=512, init="split"),
     "add_heads": lambda m: surgery.add_heads(m, "0-29", 3, init="random"),
     "insert_layers": lambda m: surgery.insert_layers(m, after=7, n=4),
+    "embedding_shim": lambda m: surgery.embedding_shim(m),
+    "embedding_shim rank 64": lambda m: surgery.embedding_shim(m, rank=64),
 }
 
 
