@@ -14,7 +14,7 @@ import copy
 from torch import nn
 
 from mindset.errors import MindsetError
-from mindset.models.custom import custom_modules
+from mindset.models.custom import custom_modules, set_module
 
 MAX_ROUNDS = 8  # a fold may return a module holding another custom module; never loop for ever
 
@@ -37,12 +37,6 @@ def refuse(unfoldable: list[tuple[str, nn.Module]]) -> None:
     raise MindsetError(f"GGUF cannot express {names}: surgery added {'it' if len(unfoldable) == 1 else 'them'} and no exact fold into plain weights exists{hint}")
 
 
-def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, name, module)
-
-
 def folded(model: nn.Module) -> nn.Module:
     """`model` itself when it holds no custom module; else a copy with every custom module replaced by its
     fold. Modules that cannot fold make it one MindsetError naming all of them."""
@@ -58,5 +52,5 @@ def folded(model: nn.Module) -> nn.Module:
         if unfoldable:
             refuse(unfoldable)
         for path, _, module in plain:
-            set_submodule(model, path, module)
+            set_module(model, path, module)
     raise MindsetError(f"custom modules still fold into custom modules after {MAX_ROUNDS} rounds: {', '.join(describe(p, m) for p, m in custom_modules(model))}")
