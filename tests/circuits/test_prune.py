@@ -90,3 +90,26 @@ def test_attribution_scores_follow_the_suite(tiny_llama):
     assert total == pytest.approx(1.0, rel=1e-5) and all((s >= 0).all() for s in scores.neurons)
     only_text = attribution_scores(tiny_llama, [], ids, window=50)
     assert not torch.allclose(only_text.neurons[0], scores.neurons[0])
+
+
+def test_pruning_a_gated_model_keeps_each_head_with_its_gate(tiny_llama, tmp_path):
+    """circuits.prune removes heads from an o_proj that carries head gates: the gates follow (a defect: the
+    gated forward used to fail on the shrunk input), and the result equals the gated original with the
+    removed heads zeroed."""
+    from mindset.models import load, save
+    from mindset.surgery import head_gates
+
+    gated = head_gates(tiny_llama)
+    with torch.no_grad():
+        for i, b in enumerate(blocks(gated.model)):
+            b.out_proj.gate_logits.copy_(torch.tensor([0.5, -1.0, 1.5, -0.2]) * (i + 1))
+    original = copy.deepcopy(gated.model)
+    scores = Scores([torch.tensor([0.3, 0.1, 0.9, 0.2]), torch.tensor([0.5, 0.6, 0.1, 0.2])], [torch.ones(160), torch.ones(160)])
+    prune(gated, scores, head_fraction=0.5)
+    assert [b.out_proj.gate_logits.tolist() for b in blocks(gated.model)] == [[0.5, 1.5], pytest.approx([-2.0, -0.4])]
+    removed = [Component("", "head", 0, 1), Component("", "head", 0, 3), Component("", "head", 1, 0), Component("", "head", 1, 2)]
+    with ablated(original, removed, "zero"):
+        expected = _logits(original)
+    torch.testing.assert_close(_logits(gated.model), expected, atol=1e-5, rtol=1e-4)
+    again = load(str(save(gated, tmp_path / "pruned")), device="cpu", dtype="float32")
+    torch.testing.assert_close(_logits(again.model), expected, atol=1e-5, rtol=1e-4)

@@ -255,6 +255,9 @@ def _prune_heads(all_blocks, head_scores, fraction: float, device) -> None:
         cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in kept_heads]).to(device)
         _keep_out_features(b.attention.q, cols)
         _keep_in_features(b.out_proj, cols)
+        follow = getattr(b.out_proj, "mindset_reindex_heads", None)  # a projection with per-head state (head gates)
+        if follow is not None:
+            follow(kept_heads)
         b.attn.num_key_value_groups = keep_per_group
         if hasattr(b.attn, "num_heads"):
             b.attn.num_heads = len(kept_heads)
