@@ -30,6 +30,7 @@ ALLOWED = {
     ("evaluate", "chat"): "generate-until tasks decode with chat's sampler and KV-cache loop (scoring needs decoding)",
     ("serve", "chat"): "the server is an HTTP front for chat's decode engine",
     ("map", "chat"): "the map's live prompts generate with chat's decode loop before reading the states",
+    ("serve", "map"): "/v1/embeddings returns the map's encodings, so it calls the map's encoder",
     ("surgery", "memory"): "ffn_to_memory swaps FFN blocks for memory's layers: surgery composes memory modules",
     ("circuits", "train"): "circuits' Protection meets train's Protection Protocol, and circuits wires the protected distill step; train never imports circuits",
 }

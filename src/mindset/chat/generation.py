@@ -70,10 +70,11 @@ def encode_prompt(tokenizer, prompt: str | Messages, *, chat: bool = True, syste
 
 
 @torch.inference_mode()
-def stream_tokens(
+def stream_steps(
     model, prompt_ids: Sequence[int], params: SamplingParams, stop_ids: Sequence[int], max_new_tokens: int, *, fast_cpu: bool = True
-) -> Iterator[int]:
-    """Yield new token ids one at a time; ends after a stop id (which is yielded) or `max_new_tokens`.
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (new token id, the logits (V,) it was chosen from) one at a time; ends after a stop id (which is
+    yielded) or `max_new_tokens`. The logits are the model's, before temperature: what log-probabilities read.
 
     fast_cpu: use the batched matrix-vector path for decode steps on the CPU (see cpu_decode.py).
     Close the iterator (or exhaust it) to restore the model.
@@ -89,10 +90,19 @@ def stream_tokens(
         for _ in range(max_new_tokens):
             logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
             token = choose_token(logits[0, -1], params, generator)
-            yield token
+            yield token, logits[0, -1]
             if token in stop:
                 return
             input_ids = torch.tensor([[token]], device=device)
+
+
+def stream_tokens(
+    model, prompt_ids: Sequence[int], params: SamplingParams, stop_ids: Sequence[int], max_new_tokens: int, *, fast_cpu: bool = True
+) -> Iterator[int]:
+    """`stream_steps` without the logits: new token ids one at a time. Close it (or exhaust it) to restore the model."""
+    with closing(stream_steps(model, prompt_ids, params, stop_ids, max_new_tokens, fast_cpu=fast_cpu)) as steps:
+        for token, _ in steps:
+            yield token
 
 
 def generate(

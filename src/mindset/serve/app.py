@@ -1,37 +1,35 @@
-"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/completions, /v1/models, /health."""
+"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /health, /metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from mindset.chat.generation import encode_prompt
 from mindset.chat.sampling import SamplingParams
 from mindset.errors import MindsetError
+from mindset.serve import embeddings
 from mindset.serve.engine import Engine, EngineBusy, Job
-from mindset.serve.protocol import FINISH, ChatCompletionRequest, CompletionRequest, ResponseIds, SamplingFields, error_body, usage
-
-DISCONNECT_POLL_S = 0.5
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.body = status, error_body(message, type_, param, code)
+from mindset.serve.logprobs import TokenText
+from mindset.serve.metrics import RequestCounter, ServerMetrics
+from mindset.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponseIds, SamplingFields, error_body
+from mindset.serve.responses import Answer, ApiError, collect, stream, whole
 
 
 def create_app(loaded, *, model_name: str | None = None, api_key: str | None = None, max_pending: int = 64, fast_cpu: bool = True) -> FastAPI:
     """An app serving `loaded` (a LoadedModel) under `model_name`; generation starts with the app's lifespan."""
     engine = Engine(loaded, max_pending=max_pending, fast_cpu=fast_cpu)
+    metrics = ServerMetrics(pending=lambda: engine.pending, running=lambda: engine.running)
+    engine.metrics = metrics
+    token_text = TokenText(loaded.tokenizer)
     name = model_name or loaded.name
 
     @asynccontextmanager
@@ -41,7 +39,8 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
         engine.stop()
 
     app = FastAPI(title="mindset", version="1", lifespan=lifespan)
-    app.state.engine = engine
+    app.state.engine, app.state.metrics = engine, metrics
+    app.add_middleware(RequestCounter, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -67,9 +66,18 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
         if not hmac.compare_digest(given.encode(), api_key.encode()):  # constant time
             raise ApiError(401, "invalid API key", code="invalid_api_key")
 
+    def check_model(requested: str) -> None:
+        if requested != name:
+            raise ApiError(404, f"the model {requested!r} does not exist; this server serves {name!r}", param="model", code="model_not_found")
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": name, "pending": engine.pending, "served": engine.served}
+
+    @app.get("/metrics", response_class=Response)
+    async def scrape() -> Response:
+        """Prometheus text format; open like /health (scrapers rarely hold API keys), and as local as the server."""
+        return Response(metrics.scrape(), media_type=metrics.content_type)
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     async def models() -> dict[str, Any]:
@@ -84,35 +92,56 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
             raise ApiError(400, str(err), param="messages") from None
         except Exception as err:  # the chat template itself may reject a conversation (roles, order)
             raise ApiError(400, f"the chat template rejected the messages: {err}", param="messages") from None
-        return await _respond(request, body, prompt_ids, chat=True)
+        answer = Answer(ResponseIds("chatcmpl", name), True, len(prompt_ids), token_text, logprobs=body.logprobs is True)
+        return await _respond(request, body, prompt_ids, answer, top=body.logprob_top())
 
     @app.post("/v1/completions", dependencies=[Depends(authorize)])
     async def completions(body: CompletionRequest, request: Request):
-        prompt_ids = loaded.tokenizer(body.prompt_text(), add_special_tokens=True)["input_ids"]
+        prompt = body.prompt_value()
+        if isinstance(prompt, str):
+            prompt_ids, text = list(loaded.tokenizer(prompt, add_special_tokens=True)["input_ids"]), prompt
+        else:
+            prompt_ids, text = list(prompt), _decode_ids(prompt)
         if not prompt_ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
-        return await _respond(request, body, prompt_ids, chat=False)
+        answer = Answer(ResponseIds("cmpl", name), False, len(prompt_ids), token_text, body.logprobs is not None, text, body.echo)
+        return await _respond(request, body, prompt_ids, answer, top=body.logprobs, score_prompt=body.echo and body.logprobs is not None)
 
-    async def _respond(request: Request, body: SamplingFields, prompt_ids: list[int], chat: bool):
-        if body.model != name:
-            raise ApiError(404, f"the model {body.model!r} does not exist; this server serves {name!r}", param="model", code="model_not_found")
-        job = _job(body, prompt_ids)
+    def _decode_ids(ids: list[int]) -> str:
+        vocab = len(loaded.tokenizer)
+        if ids and max(ids) >= vocab:
+            raise ApiError(400, f"the prompt has token id {max(ids)}; this model's ids are 0 to {vocab - 1}", param="prompt")
+        return loaded.tokenizer.decode(ids)
+
+    @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
+    async def create_embeddings(body: EmbeddingRequest):
+        check_model(body.model)
+        try:
+            embeddings.check_dimensions(loaded, body.dimensions)
+            id_lists = embeddings.token_lists(loaded, body.inputs())
+            vectors = await engine.call(lambda: embeddings.embed(loaded, id_lists, body.layer, body.pooling, body.normalize))
+        except MindsetError as err:
+            raise ApiError(400, str(err), param="input") from None
+        except EngineBusy as err:
+            raise ApiError(429, f"the server is busy ({err}); retry shortly", "rate_limit_error") from None
+        n_tokens = sum(len(ids) for ids in id_lists)
+        metrics.prompt_tokens.inc(n_tokens)
+        return embeddings.response(name, vectors, body.encoding_format, n_tokens)
+
+    async def _respond(request: Request, body: SamplingFields, prompt_ids: list[int], answer: Answer, top: int | None, score_prompt: bool = False):
+        check_model(body.model)
+        job = _job(body, prompt_ids, top, score_prompt)
         try:
             engine.submit(job)
         except EngineBusy as err:
             raise ApiError(429, f"the server is busy ({err}); retry shortly", "rate_limit_error") from None
-        ids = ResponseIds("chatcmpl" if chat else "cmpl", name)
+        metrics.prompt_tokens.inc(len(prompt_ids))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_stream(job, ids, chat, len(prompt_ids), include_usage), media_type="text/event-stream")
-        text, reason, n_tokens = await _collect(request, job)
-        if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": FINISH[reason], "logprobs": None}
-            return {**ids.head("chat.completion"), "choices": [choice], "usage": usage(len(prompt_ids), n_tokens)}
-        choice = {"index": 0, "text": text, "finish_reason": FINISH[reason], "logprobs": None}
-        return {**ids.head("text_completion"), "choices": [choice], "usage": usage(len(prompt_ids), n_tokens)}
+            return StreamingResponse(stream(job, answer, include_usage), media_type="text/event-stream")
+        return whole(answer, await collect(request, job))
 
-    def _job(body: SamplingFields, prompt_ids: list[int]) -> Job:
+    def _job(body: SamplingFields, prompt_ids: list[int], top: int | None, score_prompt: bool) -> Job:
         context = loaded.context_length
         limit = body.token_limit()
         if len(prompt_ids) >= context or (limit is not None and len(prompt_ids) + limit > context):
@@ -123,9 +152,9 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
                 param="messages" if isinstance(body, ChatCompletionRequest) else "prompt",
                 code="context_length_exceeded",
             )
-        budget = limit or context - len(prompt_ids)
+        budget = (limit if limit is not None else context - len(prompt_ids)) or 1  # 0 (echo only): nothing is generated
         params = SamplingParams(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p, seed=request_seed(body.seed))
-        return Job(prompt_ids, params, body.stop_list(), loop=asyncio.get_running_loop())
+        return Job(prompt_ids, params, body.stop_list(), loop=asyncio.get_running_loop(), logprobs=top, score_prompt=score_prompt, generate=limit != 0)
 
     return app
 
@@ -135,57 +164,3 @@ def request_seed(seed: int | None) -> int:
     import secrets
 
     return seed if seed is not None else secrets.randbelow(2**31)
-
-
-async def _collect(request: Request, job: Job) -> tuple[str, str, int]:
-    """Wait for a whole answer; a client that disconnects meanwhile cancels its generation."""
-    parts: list[str] = []
-    try:
-        while True:
-            try:
-                event = await asyncio.wait_for(job.events.get(), timeout=DISCONNECT_POLL_S)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    job.cancel()
-                    raise ApiError(499, "client closed the request") from None
-                continue
-            if event[0] == "text":
-                parts.append(event[1])
-            elif event[0] == "done":
-                return "".join(parts), event[1], event[2]
-            else:
-                raise ApiError(500, event[1], "server_error")
-    finally:
-        job.cancel()  # a no-op once finished; stops the work if we leave early
-
-
-async def _stream(job: Job, ids: ResponseIds, chat: bool, prompt_tokens: int, include_usage: bool) -> AsyncIterator[str]:
-    """Server-sent events in OpenAI's chunk format; leaving early (disconnect) cancels the generation."""
-    kind = "chat.completion.chunk" if chat else "text_completion"
-
-    def chunk(delta: str | None, finish: str | None = None, role: bool = False) -> str:
-        if chat:
-            content = {"role": "assistant", "content": ""} if role else ({} if delta is None else {"content": delta})
-            choice = {"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}
-        else:
-            choice = {"index": 0, "text": delta or "", "finish_reason": finish, "logprobs": None}
-        return f"data: {json.dumps({**ids.head(kind), 'choices': [choice]})}\n\n"
-
-    try:
-        if chat:
-            yield chunk(None, role=True)
-        while True:
-            event = await job.events.get()
-            if event[0] == "text":
-                yield chunk(event[1])
-            elif event[0] == "done":
-                yield chunk(None, FINISH[event[1]])
-                if include_usage:
-                    yield f"data: {json.dumps({**ids.head(kind), 'choices': [], 'usage': usage(prompt_tokens, event[2])})}\n\n"
-                break
-            else:
-                yield f"data: {json.dumps(error_body(event[1], 'server_error'))}\n\n"
-                break
-        yield "data: [DONE]\n\n"
-    finally:
-        job.cancel()

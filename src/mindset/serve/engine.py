@@ -4,6 +4,9 @@ Requests are served round-robin, token by token: a long answer never blocks a sh
 client sees its first token after at most one step of each request ahead of it. Each request has its
 own KV cache; the model runs batch 1 (batching decode steps across requests would need padded caches).
 Cancelled requests (a client that went away) are dropped at their next turn, freeing their cache.
+
+Other work on the model (embeddings) is a `Task`: the worker runs it between decode steps, with the fast
+CPU decode path switched off, so its numbers are those of the plain model (the map's, evaluate's).
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mindset.chat.completion import CompletionText
 from mindset.chat.cpu_decode import fast_cpu_decode
-from mindset.chat.generation import stop_token_ids, stream_tokens
+from mindset.chat.generation import stop_token_ids, stream_steps
 from mindset.chat.sampling import SamplingParams
+from mindset.serve.logprobs import TokenLogprob, prompt_logprobs, step_logprob
 
 
 class EngineBusy(Exception):
@@ -26,12 +32,19 @@ class EngineBusy(Exception):
 
 @dataclass
 class Job:
+    """A generation. Events: ("prompt", entries) when the prompt is scored, ("text", str, entries) ... then
+    ("done", reason, n_tokens, entries) or ("error", msg); entries are TokenLogprobs (empty without logprobs)."""
+
     prompt_ids: list[int]
     params: SamplingParams  # max_new_tokens: max_tokens, or what the context leaves
     stop: list[str]
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # ("text", str) ... then ("done", reason, n_tokens) or ("error", msg)
+    logprobs: int | None = None  # alternatives per token to report; None: no log-probabilities
+    score_prompt: bool = False  # report the prompt tokens' log-probabilities first (echo)
+    generate: bool = True  # False: only score the prompt (max_tokens 0)
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
 
     def emit(self, *event: Any) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -40,18 +53,49 @@ class Job:
         self.cancelled.set()
 
 
+@dataclass
+class Task:
+    """A function of the model to run on the worker thread; its result (or exception) lands in `future`."""
+
+    fn: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        def set_() -> None:
+            if self.future.done():  # the awaiting request went away
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        self.loop.call_soon_threadsafe(set_)
+
+
+@dataclass
+class Active:
+    job: Job
+    stream: Any
+    completion: CompletionText
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # not yet sent
+    last_token: float | None = None
+
+
 class Engine:
-    def __init__(self, loaded, *, max_pending: int = 64, fast_cpu: bool = True):
+    def __init__(self, loaded, *, max_pending: int = 64, fast_cpu: bool = True, metrics=None):
         self.loaded = loaded
         self.max_pending = max_pending
         self.fast_cpu = fast_cpu
+        self.metrics = metrics  # a ServerMetrics, told of every token
         self.stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
-        self._inbox: queue.Queue[Job] = queue.Queue()
+        self._inbox: queue.Queue[Job | Task] = queue.Queue()
         self._pending = 0  # submitted and not finished, guarded by _lock
         self._lock = threading.Lock()
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
         self.served = 0
+        self.running = 0  # generations in progress
 
     @property
     def pending(self) -> int:
@@ -67,68 +111,118 @@ class Engine:
         if self._thread:
             self._thread.join(timeout=30)
 
-    def submit(self, job: Job) -> None:
+    def submit(self, item: Job | Task) -> None:
         with self._lock:
             if self._pending >= self.max_pending:
                 raise EngineBusy(f"{self._pending} requests are already waiting")
             self._pending += 1
-        self._inbox.put(job)
+        self._inbox.put(item)
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Run fn() on the worker thread (between decode steps) and return its result; EngineBusy when full."""
+        loop = asyncio.get_running_loop()
+        task = Task(fn, loop, loop.create_future())
+        self.submit(task)
+        return await task.future
 
     def _work(self) -> None:
-        active: list[tuple[Job, Any, CompletionText]] = []
-        # the whole worker runs with the fast CPU path on: per-request patching would interleave badly
-        with fast_cpu_decode(self.loaded.model, enabled=self.fast_cpu):
-            while self._running.is_set():
-                self._admit(active, block=not active)
-                for entry in list(active):
-                    job, stream, completion = entry
-                    if self._step(job, stream, completion):
-                        stream.close()
-                        active.remove(entry)
-                        self._finished()
-            for job, stream, _ in active:
-                stream.close()
-                job.emit("error", "the server is shutting down")
+        active: list[Active] = []
+        tasks: list[Task] = []
+        while self._running.is_set():
+            # the decode loop runs with the fast CPU path on: per-request patching would interleave badly
+            with fast_cpu_decode(self.loaded.model, enabled=self.fast_cpu):
+                while self._running.is_set() and not tasks:
+                    self._admit(active, tasks, block=not active)
+                    for entry in list(active):
+                        if self._step(entry):
+                            entry.stream.close()
+                            active.remove(entry)
+                            self._finished()
+                    self.running = len(active)
+            for task in tasks:  # outside the fast path: the plain model's numbers
+                self._run(task)
+            tasks.clear()
+        for entry in active:
+            entry.stream.close()
+            entry.job.emit("error", "the server is shutting down")
 
-    def _admit(self, active: list, block: bool) -> None:
+    def _admit(self, active: list[Active], tasks: list[Task], block: bool) -> None:
         try:
-            job = self._inbox.get(timeout=0.1) if block else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=0.1) if block else self._inbox.get_nowait()
         except queue.Empty:
             return
         while True:
-            if job.cancelled.is_set():
+            if isinstance(item, Task):
+                tasks.append(item)
+            elif item.cancelled.is_set():
                 self._finished()
+            elif entry := self._begin(item):
+                active.append(entry)
             else:
-                stream = stream_tokens(self.loaded.model, job.prompt_ids, job.params, self.stop_ids, job.params.max_new_tokens, fast_cpu=False)
-                active.append((job, stream, CompletionText(self.loaded.tokenizer, self.stop_ids, job.stop)))
+                self._finished()
             try:
-                job = self._inbox.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 return
 
-    def _step(self, job: Job, stream, completion: CompletionText) -> bool:
+    def _begin(self, job: Job) -> Active | None:
+        """Score the prompt if asked, then start the generation; None when the job is already over."""
+        try:
+            if job.score_prompt:
+                job.emit("prompt", prompt_logprobs(self.loaded.model, job.prompt_ids, job.logprobs or 0))
+        except Exception as err:  # a failing request must not take the server down with it
+            job.emit("error", f"{type(err).__name__}: {err}")
+            return None
+        if not job.generate:
+            job.emit("done", "length", 0, [])
+            self.served += 1
+            return None
+        stream = stream_steps(self.loaded.model, job.prompt_ids, job.params, self.stop_ids, job.params.max_new_tokens, fast_cpu=False)
+        return Active(job, stream, CompletionText(self.loaded.tokenizer, self.stop_ids, job.stop))
+
+    def _run(self, task: Task) -> None:
+        try:
+            task.settle(task.fn())
+        except Exception as err:  # the request gets the error; the server goes on
+            task.settle(error=err)
+        self._finished()
+
+    def _step(self, entry: Active) -> bool:
         """Advance one request by one token; True when it is finished."""
+        job, completion = entry.job, entry.completion
         if job.cancelled.is_set():
             return True
         try:
-            token = next(stream)
+            token, logits = next(entry.stream)
+            if job.logprobs is not None and token not in self.stop_ids:  # an end token has no text to score
+                entry.logprobs.append(step_logprob(logits, token, job.logprobs))
         except StopIteration:
             tail = completion.close("length")
         except Exception as err:  # a failing request must not take the server down with it
             job.emit("error", f"{type(err).__name__}: {err}")
             return True
         else:
+            self._timed(entry)
             delta = completion.push(token)
             if delta:
-                job.emit("text", delta)
+                job.emit("text", delta, entry.logprobs)
+                entry.logprobs = []
             if not completion.finish_reason:
                 return False
             tail = ""
         if tail:
-            job.emit("text", tail)
-        job.emit("done", completion.finish_reason, len(completion.tokens))
+            job.emit("text", tail, entry.logprobs)
+            entry.logprobs = []
+        job.emit("done", completion.finish_reason, len(completion.tokens), entry.logprobs)
         self.served += 1
         return True
+
+    def _timed(self, entry: Active) -> None:
+        """Tell the metrics a token was made: time to first token, or since the previous one."""
+        now = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.token(now - (entry.last_token or entry.job.submitted), first=entry.last_token is None)
+        entry.last_token = now
 
     def _finished(self) -> None:
         with self._lock:

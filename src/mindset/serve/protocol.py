@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class TextPart(BaseModel):
@@ -57,27 +57,85 @@ class SamplingFields(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = Field(None, description="return each new token's log-probability (the model's, before temperature)")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="and this many most likely tokens at each position; needs logprobs")
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    def logprob_top(self) -> int | None:
+        """How many alternatives per token to report; None: no log-probabilities."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
 
+TokenIds = list[Annotated[int, Field(ge=0)]]
+MAX_EMBEDDING_INPUTS = 2048  # as OpenAI's
+
+
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+    prompt: str | list[str] | TokenIds | list[TokenIds] = Field(description="text, or token ids (lm-eval sends these)")
+    max_tokens: int | None = Field(16, ge=0, description="0 only with echo: score the prompt without generating")  # OpenAI's default
+    logprobs: int | None = Field(None, ge=0, le=5, description="log-probabilities of the tokens and of this many most likely ones")
+    echo: bool = Field(False, description="return the prompt before the completion (with logprobs: its tokens' log-probabilities)")
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, prompt: str | list[str]) -> str | list[str]:
-        if isinstance(prompt, list) and len(prompt) != 1:
+    def _one_prompt(cls, prompt):
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) and len(prompt) != 1:
             raise ValueError("one prompt per request")
+        if isinstance(prompt, list) and not prompt:
+            raise ValueError("the prompt is empty")
         return prompt
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    @model_validator(mode="after")
+    def _zero_tokens_needs_echo(self) -> CompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens is 0: nothing to return without echo: true")
+        return self
+
+    def prompt_value(self) -> str | list[int]:
+        """The one prompt: text, or token ids."""
+        prompt = self.prompt
+        if isinstance(prompt, list) and not isinstance(prompt[0], int):
+            return prompt[0]
+        return prompt
 
     def token_limit(self) -> int | None:
         return self.max_tokens
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str] | TokenIds | list[TokenIds] = Field(description="a text, texts, token ids, or lists of token ids")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="must be the model's hidden size: vectors are not shortened")
+    layer: int | None = Field(None, description="mindset: hidden state after this layer (0: embeddings; default, -1: the last, after the final norm)")
+    pooling: Literal["last", "mean"] = Field("last", description="mindset: the last token's state (the map's), or the mean over tokens")
+    normalize: bool = Field(False, description="mindset: scale each vector to length 1 (OpenAI's are; the map's are not)")
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("input is empty")
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
+        return value
+
+    def inputs(self) -> list[str | list[int]]:
+        """Each input: a text or a list of token ids."""
+        value = self.input
+        if isinstance(value, str) or (value and isinstance(value[0], int)):
+            return [value]
+        return list(value)
 
 
 def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict[str, Any]:
