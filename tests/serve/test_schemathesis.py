@@ -28,3 +28,4 @@ def test_no_server_errors(case):
 def test_generation_was_reached():
     """The property test above (it runs first, in file order) must have produced generations, not only rejections."""
     assert statuses[("/v1/chat/completions", 200)] > 0 and statuses[("/v1/completions", 200)] > 0, statuses
+    assert statuses[("/v1/embeddings", 200)] > 0 and statuses[("/metrics", 200)] > 0, statuses
