@@ -106,10 +106,12 @@ def test_embeddings_need_the_api_key(tiny_llama):
 def test_embeddings_count_against_max_pending(tiny_llama):
     slow_down(tiny_llama, 0.02)
     with LiveServer(create_app(tiny_llama, max_pending=1)) as server:
-        body = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 200}
+        body = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 200, "temperature": 0}
         with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=30) as response:
-            next(response.iter_lines())
+            lines = response.iter_lines()  # held: a dropped iterator closes the stream, which cancels the generation
+            next(lines)
             busy = httpx.post(f"{server.url}/v1/embeddings", json={"model": "tiny-llama", "input": "hi"})
+            assert "content" in next(line for line in lines if line)  # the generation went on
     assert busy.status_code == 429 and busy.json()["error"]["type"] == "rate_limit_error"
 
 

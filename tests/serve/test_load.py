@@ -44,13 +44,18 @@ def make_request(kind: str, rng: random.Random) -> dict:
         body["max_tokens"], expect = 10**9, "4xx"
     elif kind == "long_prompt":
         body["messages"], expect = [{"role": "user", "content": "z" * 5000}], "4xx"
+    elif kind == "logprobs":
+        path = "/v1/completions"
+        body = {"model": "tiny-llama", "prompt": "Once upon a time", "max_tokens": rng.randint(0, 6), "logprobs": rng.randint(0, 5), "echo": True}
+    elif kind == "embedding":
+        path, body = "/v1/embeddings", {"model": "tiny-llama", "input": ["Hello there", "Once upon a time"][: rng.randint(1, 2)]}
     elif kind == "disconnect":
         body.update(stream=True, max_tokens=200)
         stream, expect = True, "disconnect"
     return {"path": path, "content": json.dumps(body).encode(), "expect": expect, "stream": stream}
 
 
-KINDS = ["good"] * 40 + ["stream"] * 15 + ["completion"] * 10 + ["malformed"] * 10 + ["wrong_type"] * 8 + ["huge_max_tokens"] * 7 + ["long_prompt"] * 5 + ["disconnect"] * 5
+KINDS = ["good"] * 40 + ["stream"] * 15 + ["completion"] * 10 + ["malformed"] * 10 + ["wrong_type"] * 8 + ["huge_max_tokens"] * 7 + ["long_prompt"] * 5 + ["disconnect"] * 5 + ["logprobs"] * 5 + ["embedding"] * 5
 
 
 async def fire(client: httpx.AsyncClient, url: str, request: dict) -> str | None:
@@ -68,7 +73,8 @@ async def fire(client: httpx.AsyncClient, url: str, request: dict) -> str | None
             return None
     response = await client.post(url + request["path"], content=request["content"], headers=headers)
     if request["expect"] == "ok":
-        if response.status_code != 200 or "choices" not in response.json():
+        key = "data" if request["path"] == "/v1/embeddings" else "choices"
+        if response.status_code != 200 or key not in response.json():
             return f"good request failed: {response.status_code} {response.text[:200]}"
     elif not (400 <= response.status_code < 500 and response.json()["error"]["message"]):
         return f"bad request got {response.status_code}: {response.text[:200]}"

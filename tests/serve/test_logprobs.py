@@ -139,3 +139,17 @@ def test_the_openai_client_sees_a_400_for_too_many_top_logprobs(served):
     server, _ = served
     with pytest.raises(openai.BadRequestError):
         api(server).chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=30)
+
+
+def test_a_prompt_scored_in_chunks_scores_as_in_one_pass(tiny):
+    """Long prompts run in chunks over one KV cache (bounded logits memory); the numbers do not change."""
+    from mindset.serve.logprobs import prompt_logprobs
+
+    ctx, cont = encode_request(tiny.tokenizer, CONTEXT, CONTINUATION)
+    ids = ctx + cont
+    whole, chunked = prompt_logprobs(tiny.model, ids, 3), prompt_logprobs(tiny.model, ids, 3, chunk=4)
+    assert [e.id for e in chunked] == ids and chunked[0].logprob is None
+    assert [e.logprob for e in chunked[1:]] == pytest.approx([e.logprob for e in whole[1:]], abs=1e-5)
+    assert [[i for i, _ in e.top] for e in chunked] == [[i for i, _ in e.top] for e in whole]
+    expected = loglikelihoods(tiny, [(CONTEXT, CONTINUATION)])[0].logprob
+    assert sum(e.logprob for e in chunked[len(ctx) :]) == pytest.approx(expected, abs=TOL)

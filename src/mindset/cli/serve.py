@@ -19,7 +19,7 @@ def serve(
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /metrics)."""
     from mindset.serve import create_app
     from mindset.serve.net import bind, is_loopback, run
 

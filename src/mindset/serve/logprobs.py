@@ -61,11 +61,12 @@ def prompt_logprobs(model, ids: Sequence[int], top_n: int, chunk: int = PROMPT_C
     device = next(model.parameters()).device
     entries = [TokenLogprob(int(ids[0]), None)]
     cache = DynamicCache(config=model.config)
-    for start in range(0, len(ids) - 1, chunk):
-        part = list(ids[start : start + chunk])
+    readers = list(ids[:-1])  # the last token predicts nothing in the prompt
+    for start in range(0, len(readers), chunk):
+        part = readers[start : start + chunk]
         logits = model(input_ids=torch.tensor([part], device=device), past_key_values=cache, use_cache=True).logits[0]
         targets = ids[start + 1 : start + 1 + len(part)]  # row j predicts token start + j + 1
-        logprobs = torch.log_softmax(logits[: len(targets)].float(), dim=-1)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         entries += [pick(row, int(t), top_n) for row, t in zip(logprobs, targets)]
     return entries
 
