@@ -115,11 +115,12 @@ class MemoryDB:
         self.path = folder / FILENAME
         self.conn = _connect(str(self.path))
         try:
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            try:  # a file that is not SQLite fails here; a failing migration later is a bug and keeps its traceback
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as err:
+                raise MindsetError(f"{self.path} is not a readable SQLite database ({err}); move it away or choose another --memory folder") from None
             self._migrate()
-        except sqlite3.DatabaseError as err:
-            self.conn.close()
-            raise MindsetError(f"{self.path} is not a readable SQLite database ({err}); move it away or choose another --memory folder") from None
         except BaseException:
             self.conn.close()
             raise
