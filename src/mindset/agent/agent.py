@@ -28,10 +28,12 @@ class Agent:
     importance: "model" asks the model to rate 1-10, "heuristic" uses importance.heuristic_importance,
     "auto" (default) the model only when it has at least importance.RATING_MIN_PARAMS parameters.
     reload: how many of the latest stored messages start the new conversation's history.
+    index_dtype: how the recall index holds embeddings (torch.float32 default; torch.bfloat16 halves the scan).
     """
 
     def __init__(self, loaded, folder: str | Path, *, params: SamplingParams | None = None, system: str | None = None,
-                 embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6):
+                 embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6,
+                 index_dtype=None):
         if importance not in IMPORTANCE_MODES:
             raise MindsetError(f"importance {importance!r} is not one of {', '.join(IMPORTANCE_MODES)}")
         self.loaded = loaded
@@ -50,7 +52,8 @@ class Agent:
         self.session.messages = self._reloaded(reload)
         self.last_recalled: list[tuple[Recalled, Memory]] = []
         self.db.changed_elsewhere()
-        self.index = MemoryIndex.from_snapshot(self.db.snapshot())
+        self.index_dtype = index_dtype
+        self.index = self._load_index()
 
     def close(self) -> None:
         self.db.close()
@@ -112,7 +115,12 @@ class Agent:
     def _sync(self) -> None:
         """Reload the index when another process committed to the database since we last looked."""
         if self.db.changed_elsewhere():
-            self.index = MemoryIndex.from_snapshot(self.db.snapshot())
+            self.index = self._load_index()
+
+    def _load_index(self) -> MemoryIndex:
+        import torch
+
+        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32)
 
     def _embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text]), dtype=np.float32).reshape(-1)

@@ -2,8 +2,9 @@
 
 `rate_with_model` asks the model with Generative Agents' prompt and reads the first number it answers.
 `heuristic_importance` is the fallback for models too small to answer with a digit, and the default for
-models under RATING_MIN_PARAMS (SmolLM2-135M's answers to the rating prompt do not follow the memory):
-it scores what tends to matter later in a chat about a person: first-person facts, numbers and names,
+models under RATING_MIN_PARAMS: SmolLM2-135M answers the rating prompt with "1" for nearly everything ("brushed my
+teeth", "my mother died last year", "I got accepted to MIT" all 1) and "10" for "thanks". The heuristic
+scores what tends to matter later in a chat about a person: first-person facts, numbers and names,
 preferences and strong words, and length; greetings and filler score 1.
 """
 
@@ -17,7 +18,8 @@ RATING_PROMPT = ("On the scale of 1 to 10, where 1 is purely mundane (e.g., brus
                  "Answer with one number.\nMemory: {text}\nRating:")
 
 FIRST_PERSON = re.compile(r"\b(i am|i'm|i have|i've|i live|i work|i was|i like|i love|i hate|my|mine|i)\b", re.I)
-STRONG = re.compile(r"\b(always|never|love|hate|allergic|birthday|born|name|married|died|favou?rite|important|remember|afraid|dream)\w*", re.I)
+STRONG = re.compile(r"\b(always|never|love|hate|allergic|birthday|born|name|married|divorce|died|death|accepted|broke up|pregnant|hospital|"
+                    r"job|moved|favou?rite|important|remember|afraid|dream)\w*", re.I)
 NUMBER = re.compile(r"\d")
 FILLER = re.compile(r"^\W*(hi|hello|hey|ok|okay|thanks|thank you|yes|no|sure|bye|good|cool|nice|lol|hmm)\W*$", re.I)
 
@@ -44,9 +46,12 @@ def parse_rating(answer: str) -> int | None:
 
 def rate_with_model(loaded, text: str) -> int:
     """The model's own 1-10 rating, greedy; the heuristic when the answer holds no number."""
-    from mindset.chat import SamplingParams, generate
+    from mindset.chat import SamplingParams, encode_prompt, generate_from_ids
 
-    answer = generate(loaded, RATING_PROMPT.format(text=text[:1000]), SamplingParams(max_new_tokens=4)).text
+    ids = encode_prompt(loaded.tokenizer, RATING_PROMPT.format(text=text[:1000]))
+    if len(ids) + 4 > loaded.context_length:  # the question does not fit this model's context
+        return heuristic_importance(text)
+    answer = generate_from_ids(loaded, ids, SamplingParams(max_new_tokens=4)).text
     rating = parse_rating(answer)
     return rating if rating is not None else heuristic_importance(text)
 
