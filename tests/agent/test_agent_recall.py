@@ -82,3 +82,11 @@ def test_min_max_of_equal_values_is_zero_and_a_wrong_width_is_an_error():
 
     with pytest.raises(MindsetError, match="width 3 but the stored memories have width 2"):
         index_of(MIXED).top([1.0, 0.0, 0.0], NOW, RecallWeights())
+
+
+def test_recency_differences_below_the_floor_are_not_stretched():
+    """Memories a minute apart differ in recency by 0.00008: without the floor the newest would get 1 and win."""
+    rows = [(1, [1.0, 0.0], 1 / 60, 5), (2, [0.9, 0.436], 0.0, 5)]
+    assert ranking(index_of(rows), QUERY) == [1, 2]
+    assert ranking(index_of(rows), QUERY, recency_range=0.0) == [2, 1]
+    assert min_max(torch.tensor([0.5, 0.55]), 0.1).tolist() == pytest.approx([0.0, 0.5])
