@@ -141,3 +141,18 @@ def test_a_process_writes_and_another_reads(tiny_llama, tmp_path, run_python):
 def test_raw_and_memory_do_not_mix(cli, tmp_path):
     code, _, err = cli("chat", "tiny-llama", "--memory", str(tmp_path), "-p", "hi", "--raw")
     assert code == 2 and "--raw cannot be used with --memory" in err
+
+
+def test_turns_dropped_from_the_context_become_a_summary_citing_them(tiny_llama, tmp_path, words):
+    agent = Agent(tiny_llama, tmp_path, params=SamplingParams(max_new_tokens=16), embed=words)
+    for i in range(6):  # tiny-llama reads 256 byte tokens: a few turns of this fill it
+        agent.reply(f"turn {i}: " + "I like long sentences about my garden and my bicycle. " * 2)
+    assert agent.session.dropped_turns > 0
+    summaries = [m for m in agent.db.memories(latest=50) if m.kind == "summary"]
+    assert summaries and all(m.text.startswith("[SUMMARY] ") for m in summaries)
+    cited = sorted(i for m in summaries for i in m.sources)
+    stored = [m[0] for m in agent.db.messages(agent.conversation)]
+    assert cited == stored[: len(cited)] and len(cited) == 2 * agent.session.dropped_turns  # exactly the dropped turns, in order
+    assert agent.reply("/summary").startswith("summarised as memory ")
+    (latest,) = agent.db.memories(latest=1)
+    assert latest.kind == "summary" and latest.sources == stored

@@ -50,6 +50,8 @@ class Agent:
         self.conversation = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.session = ChatSession(loaded, params)
         self.session.messages = self._reloaded(reload)
+        self._reloaded_count = len(self.session.messages)  # reloaded turns belong to older conversations
+        self._summarized = 0  # how many of this conversation's messages a summary already covers
         self.last_recalled: list[tuple[Recalled, Memory]] = []
         self.db.changed_elsewhere()
         self.index_dtype = index_dtype
@@ -70,11 +72,39 @@ class Agent:
         vector = self._embed_one(text)
         self.last_recalled = self.recall_vector(vector, touch=True)
         self.session.system = self._fit_system(text, self.last_recalled)
+        dropped_before = self.session.dropped_turns
         result = self.session.reply(text, on_text=on_text)
         memory = NewMemory(text, self.importance_of(text), vector)
         _, (memory_id,) = self.db.write_turn(self.conversation, [("user", text), ("assistant", result.text)], [memory], sources_from=0)
         self.index.add(memory_id, vector, time.time(), memory.importance)
+        if self.session.dropped_turns > dropped_before:
+            self.summarize_dropped()
         return result.text
+
+    def summarize_dropped(self) -> int | None:
+        """Summarise this conversation's turns the session has dropped (not yet summarised) into a memory
+        citing them; the memory's id, or None when there was nothing to summarise."""
+        from mindset.agent.summary import summarize
+
+        stored = self.db.messages(self.conversation)
+        # the session drops two messages at a time from the front: the reloaded ones first, then this conversation's
+        n_gone = max(2 * self.session.dropped_turns - self._reloaded_count, 0)
+        gone = stored[self._summarized : n_gone]
+        if not gone:
+            return None
+        text = summarize(self.loaded, [(m[2], m[3]) for m in gone])
+        self._summarized += len(gone)
+        if not text:
+            return None
+        return self.remember("[SUMMARY] " + text, kind="summary", sources=[m[0] for m in gone])
+
+    def summarize_conversation(self) -> int | None:
+        """/summary: this conversation's turns so far into one summary memory citing them."""
+        from mindset.agent.summary import summarize
+
+        stored = self.db.messages(self.conversation)
+        text = summarize(self.loaded, [(m[2], m[3]) for m in stored]) if stored else ""
+        return self.remember("[SUMMARY] " + text, kind="summary", sources=[m[0] for m in stored]) if text else None
 
     def importance_of(self, text: str) -> int:
         return rate_with_model(self.loaded, text) if self.rate_with_model else heuristic_importance(text)

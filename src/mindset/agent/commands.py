@@ -13,6 +13,7 @@ COMMANDS = {
     "/forget": ("ID", "delete memory ID"),
     "/recall": ("QUERY", "the memories the next reply would recall for QUERY, with their scores (does not refresh them)"),
     "/memories": ("", "the newest memories with importance and recency"),
+    "/summary": ("", "summarise this conversation so far into a memory now"),
     "/sql": ("SELECT ...", "a read-only query on the memory database (tables: messages, memories, settings)"),
 }
 LISTED = 20
@@ -41,6 +42,9 @@ def run_command(agent, text: str) -> str:
         return _recall_table(agent.recall(arg))
     if name == "/memories":
         return _memories_table(agent)
+    if name == "/summary":
+        memory_id = agent.summarize_conversation()
+        return f"summarised as memory {memory_id}" if memory_id else "nothing to summarise yet"
     if name == "/sql":
         if not arg:
             raise MindsetError("/sql needs a query, e.g. /sql SELECT id, text FROM memories")
