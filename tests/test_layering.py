@@ -32,6 +32,8 @@ ALLOWED = {
     ("map", "chat"): "the map's live prompts generate with chat's decode loop before reading the states",
     ("serve", "map"): "/v1/embeddings returns the map's encodings, so it calls the map's encoder",
     ("surgery", "memory"): "ffn_to_memory swaps FFN blocks for memory's layers: surgery composes memory modules",
+    ("agent", "chat"): "the agent answers through chat's session and decode loop; chat knows nothing of memory",
+    ("agent", "map"): "the agent's default embeddings are the map's encoder (hidden states of the chat model)",
     ("circuits", "train"): "circuits' Protection meets train's Protection Protocol, and circuits wires the protected distill step; train never imports circuits",
 }
 

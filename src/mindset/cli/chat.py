@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -22,6 +23,7 @@ def chat(
     raw: bool = typer.Option(False, help="complete the prompt as plain text, without the chat template"),
     fast_cpu: bool = typer.Option(True, "--fast-cpu/--no-fast-cpu", help="batched matrix-vector path for CPU decoding"),
     stats: bool = typer.Option(False, help="print tokens/s after each answer (to stderr)"),
+    memory: Optional[Path] = typer.Option(None, help="remember across sessions in this folder (a SQLite file inside); enables /remember, /recall, /sql ..."),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     *,
@@ -44,6 +46,10 @@ def chat(
         if stats:
             err_console.print(f"[dim]{len(result.tokens)} tokens, {result.tokens_per_second:.1f} tokens/s, {result.finish_reason}[/]")
 
+    if memory is not None:
+        from mindset.cli.chat_memory import chat_with_memory
+
+        return chat_with_memory(loaded, memory, params, system=system, prompt=prompt, raw=raw, write=write)
     if prompt is not None:
         result = generate(loaded, prompt, params, chat=not raw, system=system, on_text=write, fast_cpu=fast_cpu)
         write("\n")

@@ -1,0 +1,303 @@
+"""The memory database: one SQLite file (standard-library sqlite3, WAL mode) a user can open with any SQLite tool.
+
+Schema (version 1; `schema_version` holds the version, MIGRATIONS[i] takes version i to i+1):
+
+    messages(id INTEGER PRIMARY KEY, conversation TEXT, role TEXT  -- 'user' | 'assistant' | 'system',
+             text TEXT, created REAL)                              -- unix seconds, UTC
+    memories(id INTEGER PRIMARY KEY, text TEXT, kind TEXT          -- 'observation' | 'summary' | 'reflection',
+             created REAL, last_accessed REAL,                     -- unix seconds: datetime(created, 'unixepoch')
+             importance INTEGER                                    -- 1 (mundane) .. 10 (poignant)
+             embedding BLOB,                                       -- float32, little-endian, the embedder's width
+             sources TEXT)                                         -- JSON list of the message ids it came from
+    settings(key TEXT PRIMARY KEY, value TEXT)                     -- 'embedder': who wrote the embeddings
+
+Concurrency: WAL lets readers run beside one writer; every write takes the write lock up front
+(BEGIN IMMEDIATE) and a busy_timeout makes a second process wait for it instead of failing, so two chats
+on one folder interleave their turns. A turn (its messages and memories) is one transaction: a crash loses
+the turn in flight and never leaves half of one. synchronous=NORMAL (SQLite's advice for WAL) skips the
+fsync per commit: a killed process loses no committed turn; a power cut may lose the last few, never the
+file's consistency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mindset.errors import MindsetError
+
+FILENAME = "memory.sqlite"
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's turn before giving up
+MAX_SQL_ROWS = 200
+KINDS = ("observation", "summary", "reflection")
+ROLES = ("user", "assistant", "system")
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: messages, memories, settings
+    f"""
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN {ROLES}),
+        text TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation, id);
+    CREATE TABLE memories (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN {KINDS}),
+        created REAL NOT NULL,
+        last_accessed REAL NOT NULL,
+        importance INTEGER NOT NULL CHECK (importance BETWEEN 1 AND 10),
+        embedding BLOB NOT NULL,
+        sources TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX memories_by_created ON memories (created);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class Memory:
+    id: int
+    text: str
+    kind: str
+    created: float
+    last_accessed: float
+    importance: int
+    sources: list[int]
+
+
+@dataclass
+class NewMemory:
+    """A memory about to be written: its embedding is a float32 vector of the embedder's width."""
+
+    text: str
+    importance: int
+    embedding: np.ndarray
+    kind: str = "observation"
+    sources: Sequence[int] = ()
+
+
+@dataclass
+class Snapshot:
+    """Every memory's recall inputs, as arrays (row i of each is memory ids[i])."""
+
+    ids: np.ndarray  # int64 (N,)
+    embeddings: np.ndarray  # float32 (N, D)
+    last_accessed: np.ndarray  # float64 (N,)
+    importance: np.ndarray  # float64 (N,)
+
+
+def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class MemoryDB:
+    """The agent's SQLite file: opened (and migrated) on construction; a bad file is a one-line error naming it."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise MindsetError(f"--memory {folder} is a file; give a folder (the database is {FILENAME} inside it)")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / FILENAME
+        self.conn = _connect(str(self.path))
+        try:
+            try:  # a file that is not SQLite fails here; a failing migration later is a bug and keeps its traceback
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")  # WAL's advice: a crashed process loses no commit
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as err:
+                raise MindsetError(f"{self.path} is not a readable SQLite database ({err}); move it away or choose another --memory folder") from None
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema ---------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION, applying the missing migrations in one transaction."""
+        with self.transaction():
+            tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "schema_version" not in tables:
+                if tables:
+                    raise MindsetError(f"{self.path} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); "
+                                       "move it away or choose another --memory folder")
+                self.conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                self.conn.execute("INSERT INTO schema_version VALUES (0)")
+            version = self.version()
+            if version > SCHEMA_VERSION:
+                raise MindsetError(f"{self.path} has schema version {version}; this mindset reads versions up to {SCHEMA_VERSION}: upgrade mindset")
+            for script in MIGRATIONS[version:]:
+                for statement in _statements(script):
+                    self.conn.execute(statement)
+            self.conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    def version(self) -> int:
+        row = self.conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            raise MindsetError(f"{self.path} has an empty schema_version table; move it away or choose another --memory folder")
+        return int(row[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: the write lock is taken first (waiting out other writers), all or nothing."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection committed since the last call (PRAGMA data_version)."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed = version != getattr(self, "_data_version", None)
+        self._data_version = version
+        return changed
+
+    # -- settings -------------------------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def write_turn(self, conversation: str, messages: Sequence[tuple[str, str]], memories: Sequence[NewMemory] = (),
+                   *, sources_from: int | None = None) -> tuple[list[int], list[int]]:
+        """(message ids, memory ids) of one turn written in one transaction.
+
+        messages: (role, text) pairs; a memory whose sources are empty cites message `sources_from`
+        (an index into `messages`), so an observation can name the message it records.
+        """
+        now = time.time()
+        with self.transaction() as conn:
+            message_ids = [conn.execute("INSERT INTO messages (conversation, role, text, created) VALUES (?, ?, ?, ?)",
+                                        (conversation, role, text, now)).lastrowid for role, text in messages]
+            memory_ids = []
+            for memory in memories:
+                sources = list(memory.sources) or ([message_ids[sources_from]] if sources_from is not None else [])
+                memory_ids.append(self._insert_memory(conn, memory, sources, now))
+        return message_ids, memory_ids
+
+    def add_memory(self, memory: NewMemory) -> int:
+        return self.write_turn("", [], [memory])[1][0]
+
+    @staticmethod
+    def _insert_memory(conn: sqlite3.Connection, memory: NewMemory, sources: list[int], now: float) -> int:
+        if memory.kind not in KINDS:
+            raise MindsetError(f"memory kind {memory.kind!r} is not one of {', '.join(KINDS)}")
+        importance = int(min(10, max(1, round(memory.importance))))
+        blob = np.asarray(memory.embedding, dtype="<f4").reshape(-1).tobytes()
+        return conn.execute(
+            "INSERT INTO memories (text, kind, created, last_accessed, importance, embedding, sources) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (memory.text, memory.kind, now, now, importance, blob, json.dumps([int(s) for s in sources])),
+        ).lastrowid
+
+    def forget(self, memory_id: int) -> bool:
+        """Delete one memory; False when there was none with that id."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,)).rowcount > 0
+
+    def touch(self, memory_ids: Sequence[int], when: float | None = None) -> float:
+        """Mark memories as accessed now (recalling one refreshes its recency); returns the time written."""
+        when = time.time() if when is None else when
+        if memory_ids:
+            with self.transaction() as conn:
+                conn.executemany("UPDATE memories SET last_accessed = ? WHERE id = ?", [(when, int(i)) for i in memory_ids])
+        return when
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        rows = self.conn.execute("SELECT id, last_accessed, importance, embedding FROM memories ORDER BY id").fetchall()
+        if not rows:
+            return Snapshot(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0))
+        widths = {len(row[3]) for row in rows}
+        if len(widths) > 1:
+            raise MindsetError(f"{self.path} holds embeddings of different widths ({sorted(w // 4 for w in widths)}); "
+                               "they come from different embedders: forget the odd ones or use another --memory folder")
+        embeddings = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
+        return Snapshot(np.array([r[0] for r in rows], np.int64), embeddings,
+                        np.array([r[1] for r in rows], np.float64), np.array([r[2] for r in rows], np.float64))
+
+    def memories(self, ids: Sequence[int] | None = None, *, latest: int | None = None) -> list[Memory]:
+        """Memories by id (in the order given), or the `latest` ones (newest first)."""
+        columns = "id, text, kind, created, last_accessed, importance, sources"
+        if ids is not None:
+            found = {row[0]: row for row in self.conn.execute(
+                f"SELECT {columns} FROM memories WHERE id IN ({','.join('?' * len(ids))})", [int(i) for i in ids])}
+            rows = [found[int(i)] for i in ids if int(i) in found]
+        else:
+            rows = self.conn.execute(f"SELECT {columns} FROM memories ORDER BY created DESC, id DESC LIMIT ?", (latest or -1,)).fetchall()
+        return [Memory(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def messages(self, conversation: str | None = None, *, latest: int | None = None) -> list[tuple[int, str, str, str, float]]:
+        """(id, conversation, role, text, created), oldest first: one conversation's, or the `latest` of all."""
+        where, args = ("WHERE conversation = ?", [conversation]) if conversation is not None else ("", [])
+        rows = self.conn.execute(f"SELECT id, conversation, role, text, created FROM messages {where} ORDER BY id DESC LIMIT ?",
+                                 [*args, latest or -1]).fetchall()
+        return rows[::-1]
+
+    def count(self, table: str) -> int:
+        if table not in ("messages", "memories"):
+            raise ValueError(table)
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def read_only_query(self, sql: str, max_rows: int = MAX_SQL_ROWS) -> tuple[list[str], list[tuple], bool]:
+        """(columns, rows, truncated) of one SELECT run on a separate read-only connection.
+
+        Two locks: a statement that does not start with SELECT or WITH is refused before it runs, and the
+        connection is opened with mode=ro (plus query_only), so whatever slips past the first (a
+        `WITH ... DELETE`, a second statement) still cannot change the file.
+        """
+        first = _first_keyword(sql)
+        if first not in ("SELECT", "WITH"):
+            raise MindsetError(f"/sql runs read-only queries: {first or 'an empty statement'!s} is refused; start with SELECT or WITH")
+        conn = _connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cursor = conn.execute(sql)
+            rows = cursor.fetchmany(max_rows + 1)
+            columns = [d[0] for d in cursor.description or ()]
+        except (sqlite3.Error, sqlite3.Warning) as err:
+            raise MindsetError(f"/sql failed: {_one_line(err)}") from None
+        finally:
+            conn.close()
+        return columns, rows[:max_rows], len(rows) > max_rows
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first word, upper-cased, after leading comments and whitespace."""
+    text = re.sub(r"^(\s|--[^\n]*(\n|$)|/\*.*?\*/)*", "", sql, flags=re.S)
+    match = re.match(r"[A-Za-z]+", text)
+    return match.group(0).upper() if match else ""
+
+
+def _statements(script: str) -> list[str]:
+    """A migration split into statements (migrations hold no semicolons inside strings)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _one_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

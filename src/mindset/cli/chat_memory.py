@@ -1,0 +1,64 @@
+"""mindset chat MODEL --memory DIR: the chat REPL over mindset.agent.Agent (every turn stored and recalled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mindset.cli.common import console, err_console
+from mindset.errors import MindsetError
+
+
+def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt: str | None, raw: bool, write) -> None:
+    """--prompt answers once (with memory) and exits; otherwise turns until /exit or end of input."""
+    from mindset.agent import Agent
+    from mindset.agent.commands import is_command
+
+    if raw:
+        raise MindsetError("--raw cannot be used with --memory: memories go into the chat template's system message")
+    agent = Agent(loaded, folder, params=params, system=system)
+    try:
+        if prompt is not None:
+            if is_command(prompt):
+                write(agent.reply(prompt))
+            else:
+                agent.reply(prompt, on_text=write)
+            write("\n")
+            return
+        _repl(agent, write)
+    finally:
+        agent.close()
+
+
+def _repl(agent, write) -> None:
+    from mindset.agent.commands import is_command
+
+    console.print(f"[bold]{agent.loaded.name}[/] with memory in {agent.db.path} — /help lists the memory commands, "
+                  "/reset starts a new conversation, /exit or Ctrl-D leaves")
+    while True:
+        try:
+            message = console.input("[bold green]you ›[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        command = message.strip().lower()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            agent.session.reset()
+            console.print("[dim]conversation forgotten (the memories stay)[/]")
+            continue
+        if not command:
+            continue
+        try:
+            if is_command(message):
+                console.print(agent.reply(message), markup=False, highlight=False, soft_wrap=True)
+                continue
+            console.print("[bold blue]bot ›[/] ", end="")
+            agent.reply(message, on_text=write)
+            write("\n")
+        except MindsetError as err:
+            err_console.print(str(err), style="red", markup=False, highlight=False)
+        except KeyboardInterrupt:
+            if agent.session.messages and agent.session.messages[-1]["role"] == "user":
+                agent.session.messages.pop()  # the unanswered question: nothing of it was stored
+            console.print("\n[dim]interrupted[/]")
