@@ -157,3 +157,19 @@ def test_bad_estimate_and_batch(tiny_llama):
         importance(tiny_llama, suite, method="resample", batch=4)
     with pytest.raises(MindsetError, match="zero or mean"):
         importance(tiny_llama, suite, method="resample", estimate="attribution")
+
+
+def test_cli_map_takes_estimate_and_batch(cli, tmp_path):
+    """The options come from CircuitsParams: --batch gives the one-at-a-time numbers, --estimate attribution a
+    map without accuracies; a bad value is one line and exit code 2."""
+    import json
+
+    runs = {}
+    for name, extra in (("one", []), ("batched", ["--batch", "8"]), ("attr", ["--estimate", "attribution", "--batch", "2"])):
+        code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "-g", "head", "--limit", "3", "-o", str(tmp_path / name), *extra)
+        assert code == 0, err
+        runs[name] = json.loads((tmp_path / name / "importance.json").read_text())
+    np.testing.assert_allclose([s["drop_logprob"] for s in runs["batched"]["scores"]], [s["drop_logprob"] for s in runs["one"]["scores"]], atol=1e-5)
+    assert runs["attr"]["estimate"] == "attribution" and runs["attr"]["scores"][0]["accuracy"] is None
+    code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "--estimate", "guess", "--limit", "2")
+    assert code == 2 and "estimate" in err
