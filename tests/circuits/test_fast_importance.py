@@ -173,3 +173,18 @@ def test_cli_map_takes_estimate_and_batch(cli, tmp_path):
     assert runs["attr"]["estimate"] == "attribution" and runs["attr"]["scores"][0]["accuracy"] is None
     code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "--estimate", "guess", "--limit", "2")
     assert code == 2 and "estimate" in err
+
+
+def test_pruning_scores_are_the_same_attribution(tiny_llama):
+    """prune.attribution_scores (|estimate| summed over documents, normalised) reads the same Capture as
+    importance's estimate: per head, the two agree for a single-answer suite."""
+    from mindset.circuits.prune import attribution_scores
+    from mindset.circuits.suite import gold_batches
+
+    suite = make_suite("toy", [("The capital of France is", [" Paris", " Rome"], 0), ("a b c d e", [" f", " g h"], 1)])
+    model = tiny_llama.model
+    comps = list_components(model, "head")
+    per_doc = attribute(model, comps, gold_batches(suite, tiny_llama.tokenizer, 2048, 2, "cpu")).abs().sum(0)
+    expected = per_doc / per_doc.sum()
+    scores = attribution_scores(tiny_llama, [suite])
+    torch.testing.assert_close(torch.cat(scores.heads), expected, atol=1e-5, rtol=1e-4)
