@@ -39,6 +39,10 @@ def drops(result) -> np.ndarray:
     return np.array([s.drop_logprob for s in result.scores])
 
 
+HEADERS = ["granularity", "components", "one-at-a-time s", "batched s", "speed-up", "attribution s", "speed-up", "max |batched − one|",
+           "Spearman ρ (attr vs exact)", "top-10 overlap"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -69,12 +73,11 @@ def main() -> None:
             "max_abs_batched_minus_one": diff, "spearman_attribution_vs_exact": rho, f"top{k}_overlap": top,
             "baseline_accuracy": one.baseline_accuracy,
         }
+        print(f"{g}: one-at-a-time {t_one:.1f} s, batched {t_batched:.1f} s, attribution {t_attr:.1f} s, ρ {rho:.3f}", flush=True)
         rows.append([g, len(exact), f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
                      f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"])
-    headers = ["granularity", "components", "one-at-a-time s", "batched s", "speed-up", "attribution s", "speed-up", "max |batched − one|",
-               "Spearman ρ (attr vs exact)", "top-10 overlap"]
-    publish(__file__, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
-            headers, rows, data)
+        publish(__file__, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
+                HEADERS, rows, data)  # after each granularity, so a long run's finished rows are kept
 
 
 if __name__ == "__main__":
