@@ -76,7 +76,8 @@ def main() -> None:
         print(f"{g}: one-at-a-time {t_one:.1f} s, batched {t_batched:.1f} s, attribution {t_attr:.1f} s, ρ {rho:.3f}", flush=True)
         rows.append([g, len(exact), f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
                      f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"])
-        publish(__file__, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
+        script = __file__ if args.method == "zero" else str(Path(__file__).with_suffix(f".{args.method}.py"))  # mean: circuit_speed.mean.json
+        publish(script, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
                 HEADERS, rows, data)  # after each granularity, so a long run's finished rows are kept
 
 
