@@ -109,37 +109,62 @@ def _replacement(method: str, stats: ActivationStats | None, point, like: torch.
 @contextmanager
 def ablated(model, components: Sequence[Component], method: str = "zero", stats: ActivationStats | None = None, seed: int = 0) -> Iterator[None]:
     """Within the block, every forward pass of `model` runs with `components` ablated."""
+    with ablated_rows(model, [components], method, stats, seed):
+        yield
+
+
+def _rows(x: torch.Tensor, replicas: int, r: int) -> torch.Tensor:
+    """Replica r's rows of a replica-major batch (a view: writing to it writes to x)."""
+    return x.view(replicas, -1, *x.shape[1:])[r]
+
+
+@contextmanager
+def ablated_rows(model, groups: Sequence[Sequence[Component]], method: str = "zero", stats: ActivationStats | None = None,
+                 seed: int = 0) -> Iterator[None]:
+    """Batched ablation: every forward pass's batch is `len(groups)` replicas, replica-major (as
+    `score_tokens_replicated` builds it), and replica r runs with `groups[r]` ablated. One group: `ablated`."""
     if method not in METHODS:
         raise MindsetError(f"unknown ablation method {method!r}; choose one of {', '.join(METHODS)}")
     generator = torch.Generator().manual_seed(seed)
     all_blocks = blocks(model)
-    by_point: dict[tuple[int, str], list[Component]] = {}
-    for c in components:
-        by_point.setdefault(_point(c), []).append(c)
+    replicas = len(groups)
+    by_point: dict[tuple[int, str], dict[int, list[Component]]] = {}
+    for r, group in enumerate(groups):
+        for c in group:
+            by_point.setdefault(_point(c), {}).setdefault(r, []).append(c)
     handles = []
     for (layer, kind), members in by_point.items():
         b, point = all_blocks[layer], (layer, kind)
         module = _hook_module(b, kind)
         if kind == "heads":
-            slices = [slice(c.head * b.head_dim, (c.head + 1) * b.head_dim) for c in members]
+            slices = {r: [slice(c.head * b.head_dim, (c.head + 1) * b.head_dim) for c in comps] for r, comps in members.items()}
 
             def pre_hook(m, args, slices=slices, point=point):
                 x = args[0].clone()
-                for sl in slices:
-                    x[..., sl] = _replacement(method, stats, point, x, sl, generator).to(x.device)
+                for r, sls in slices.items():
+                    rows = _rows(x, replicas, r)
+                    for sl in sls:
+                        rows[..., sl] = _replacement(method, stats, point, rows, sl, generator).to(x.device)
                 return (x, *args[1:])
 
             handles.append(module.register_forward_pre_hook(pre_hook))
         elif kind == "layer":
-            def layer_hook(m, args, kwargs, out, point=point):
-                before = _layer_input(args, kwargs)
-                update = _replacement(method, stats, point, _first(out), slice(None), generator).to(before.device)
-                return _replace_first(out, before + update)
+            def layer_hook(m, args, kwargs, out, point=point, members=members):
+                before, after = _layer_input(args, kwargs), _first(out).clone()
+                for r in members:
+                    rows = _rows(after, replicas, r)
+                    update = _replacement(method, stats, point, rows, slice(None), generator).to(after.device)
+                    rows.copy_(_rows(before, replicas, r) + update)
+                return _replace_first(out, after)
 
             handles.append(module.register_forward_hook(layer_hook, with_kwargs=True))
         else:
-            def out_hook(m, args, out, point=point):
-                return _replace_first(out, _replacement(method, stats, point, _first(out), slice(None), generator).to(_first(out).device))
+            def out_hook(m, args, out, point=point, members=members):
+                value = _first(out).clone()
+                for r in members:
+                    rows = _rows(value, replicas, r)
+                    rows.copy_(_replacement(method, stats, point, rows, slice(None), generator).to(value.device))
+                return _replace_first(out, value)
 
             handles.append(module.register_forward_hook(out_hook))
     try:

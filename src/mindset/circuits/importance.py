@@ -4,6 +4,14 @@ For each component: the suite is scored with that component ablated (hooks, see 
 importance is the drop in the mean log-probability of the correct answer (nats per document; positive:
 the suite needs it) and in accuracy, against the unablated model on the same documents. The standard error
 of the log-prob drop is paired over documents.
+
+Two ways to get there (`estimate`):
+- `exact`: the suite is scored with each component ablated. `batch=B` ablates B components in one pass:
+  the suite's inputs repeated B times along the batch, the hooks ablating component r in replica r
+  (`ablation.ablated_rows`), scored by the evaluate engine as one-at-a-time is; the weights are read once
+  for B ablations, and the numbers are the same.
+- `attribution`: the first-order estimate (attribution.py) from one forward and one backward pass per
+  `batch` documents: no accuracy (a first-order estimate has no argmax), zero or mean baseline only.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mindset.circuits.ablation import METHODS, ablated, collect_stats
+from mindset.circuits.ablation import METHODS, ablated_rows, collect_stats
 from mindset.circuits.components import Component, list_components, parse_component
-from mindset.circuits.suite import DEFAULT_LIMIT, Suite, as_suite, score_suite
+from mindset.circuits.suite import DEFAULT_LIMIT, Suite, as_suite, gold_batches, score_suite, score_suite_replicated
 from mindset.errors import MindsetError
 from mindset.evaluate.loglikelihood import model_max_length
 from mindset.fileio import atomic_write_json, atomic_write_text
@@ -39,8 +47,8 @@ class ComponentScore:
     head: int | None
     drop_logprob: float  # baseline mean gold log-prob minus ablated (nats per document)
     drop_logprob_stderr: float
-    drop_accuracy: float  # baseline accuracy minus ablated
-    accuracy: float  # accuracy with the component ablated
+    drop_accuracy: float | None  # baseline accuracy minus ablated (None: an attribution estimate has none)
+    accuracy: float | None  # accuracy with the component ablated
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Importance:
     n_layers: int
     n_heads: int
     scores: list[ComponentScore] = field(default_factory=list)
+    estimate: str = "exact"  # exact ablation, or its first-order (attribution patching) estimate
 
     def ranked(self) -> list[ComponentScore]:
         return sorted(self.scores, key=lambda s: s.drop_logprob, reverse=True)
@@ -72,7 +81,7 @@ class Importance:
         """Ranked rows; a drop is clean minus ablated (positive: ablating the component hurts the suite)."""
         headers = ["rank", "component", "log-prob drop (nats, clean − ablated)", "± se", "accuracy drop", "accuracy ablated"]
         rows = [
-            [i + 1, s.name, f"{s.drop_logprob:+.3f}", f"{s.drop_logprob_stderr:.3f}", f"{s.drop_accuracy:+.3f}", f"{s.accuracy:.3f}"]
+            [i + 1, s.name, f"{s.drop_logprob:+.3f}", f"{s.drop_logprob_stderr:.3f}", _fmt(s.drop_accuracy, "+.3f"), _fmt(s.accuracy, ".3f")]
             for i, s in enumerate(self.ranked()[:top])
         ]
         return headers, rows
@@ -82,6 +91,7 @@ class Importance:
             f"{self.suite} on {self.model}: {self.n_docs} documents, baseline accuracy {self.baseline_accuracy:.3f} "
             f"± {self.baseline_accuracy_stderr:.3f} (chance {self.chance:.2f}), mean correct-answer log-prob "
             f"{self.baseline_logprob:.3f}; {self.method} ablation of each {self.granularity}"
+            + (" (attribution patching: first-order estimate)" if self.estimate == "attribution" else "")
             + (" — AT CHANCE: nothing to map" if self.at_chance else "")
         )
 
@@ -129,6 +139,10 @@ class Importance:
         return paths
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
 def _stderr(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
@@ -147,6 +161,9 @@ def map_granularity(model, granularity: str, components: Sequence[str] | None = 
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
+ESTIMATES = ("exact", "attribution")
+
+
 def importance(
     loaded,
     suite: str | Path | Suite,
@@ -156,15 +173,18 @@ def importance(
     components: Sequence[str] | None = None,
     limit: int | None = DEFAULT_LIMIT,
     seed: int = 0,
+    estimate: str = "exact",
+    batch: int = 1,
     progress: bool = False,
 ) -> Importance:
     """Ablate each component of `granularity` (or only the named `components`) and measure what the suite loses.
 
     `suite`: a shipped task name (`modus_ponens`, `capitals`, ...), an lm-eval task .yaml, or a Suite.
+    `estimate`: `exact` (score the suite ablated; `batch` components per pass) or `attribution` (first-order
+    estimate; `batch` documents per forward+backward pass). See the module docstring.
     Warns (ChanceWarning) when the model is at chance on the suite: there is nothing to map.
     """
-    if method not in METHODS:
-        raise MindsetError(f"unknown ablation method {method!r}; choose one of {', '.join(METHODS)}")
+    _check(method, estimate, batch)
     model = loaded.model
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
     granularity = map_granularity(model, granularity, components)
@@ -178,20 +198,44 @@ def importance(
             f"({suite.chance:.2f}) over {n} documents: there is no skill here to map, so the importance map is noise",
             ChanceWarning, stacklevel=2,
         )
-    stats = collect_stats(model, comps, suite.sequences(loaded.tokenizer, model_max_length(model, loaded.tokenizer)), seed) if method != "zero" else None
+    max_length = model_max_length(model, loaded.tokenizer)
+    stats = collect_stats(model, comps, suite.sequences(loaded.tokenizer, max_length), seed) if method != "zero" else None
     from mindset.circuits.components import blocks
 
     all_blocks = blocks(model)
     result = Importance(
         loaded.name, suite.name, granularity, method, n, base.logprob, base.accuracy, base.accuracy_stderr, suite.chance,
-        at_chance, len(all_blocks), max(b.n_heads for b in all_blocks),
+        at_chance, len(all_blocks), max(b.n_heads for b in all_blocks), estimate=estimate,
     )
-    for comp in track(comps, len(comps), "ablating", enabled=progress, unit="components"):
-        with ablated(model, [comp], method, stats, seed):
-            score = score_suite(loaded, suite)
-        drop = base.gold_logprob - score.gold_logprob
-        result.scores.append(ComponentScore(
-            comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop),
-            base.accuracy - score.accuracy, score.accuracy,
-        ))
+    if estimate == "attribution":
+        from mindset.circuits.attribution import attribute
+
+        drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats).numpy()
+        for comp, drop in zip(comps, drops.T):
+            result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None))
+        return result
+    chunks = [comps[i : i + batch] for i in range(0, len(comps), batch)]
+    for chunk in track(chunks, len(chunks), "ablating", enabled=progress, unit=f"x{batch} components" if batch > 1 else "components"):
+        with ablated_rows(model, [[c] for c in chunk], method, stats, seed):
+            scores = score_suite_replicated(loaded, suite, len(chunk))
+        for comp, score in zip(chunk, scores):
+            drop = base.gold_logprob - score.gold_logprob
+            result.scores.append(ComponentScore(
+                comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop),
+                base.accuracy - score.accuracy, score.accuracy,
+            ))
     return result
+
+
+def _check(method: str, estimate: str, batch: int) -> None:
+    """Whole-input checks before any pass runs."""
+    if method not in METHODS:
+        raise MindsetError(f"unknown ablation method {method!r}; choose one of {', '.join(METHODS)}")
+    if estimate not in ESTIMATES:
+        raise MindsetError(f"unknown estimate {estimate!r}; choose one of {', '.join(ESTIMATES)}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise MindsetError(f"batch must be a whole number of at least 1, not {batch!r}")
+    if estimate == "attribution" and method == "resample":
+        raise MindsetError("attribution estimates zero or mean ablation; resample has no single baseline to expand around (use --method zero or mean)")
+    if estimate == "exact" and method == "resample" and batch > 1:
+        raise MindsetError(f"resample ablation draws its noise run by run, so batch={batch} would not repeat one-at-a-time's numbers; use batch 1 or --method zero or mean")

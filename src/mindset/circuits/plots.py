@@ -42,7 +42,7 @@ def importance_heatmap(result, path: str | Path) -> Path:
     else:
         ax.set_xticks([0], [result.granularity])
     fig.colorbar(image, ax=ax, label="Δ correct-answer log-prob (nats)")
-    ax.set_title(f"{result.suite}: {result.method} ablation\n{result.model}", fontsize=9)
+    ax.set_title(f"{result.suite}: {result.method} ablation" + (" (attribution estimate)" if result.estimate == "attribution" else "") + f"\n{result.model}", fontsize=9)
     return _save(fig, path)
 
 

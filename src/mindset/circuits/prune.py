@@ -2,7 +2,7 @@
 
 Scores:
 - `attribution_scores`: the first-order estimate of what zero-ablating each head and each FFN neuron does
-  to a loss (attribution patching: |Σ_tokens activation · ∂loss/∂activation|), in one forward and backward
+  to a loss (attribution patching, `circuits.attribution`: |Σ_tokens activation · ∂loss/∂activation|), in one forward and backward
   pass per document: the canary suites' correct-answer log-probs plus next-token loss on a text. Ablating
   270 heads and 46,080 neurons one by one is out of reach on a CPU; this is the standard fast stand-in.
 - `magnitude_scores`: the baseline, the squared weight norm of each head's (each neuron's) rows and columns.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mindset.circuits.attribution import Capture
 from mindset.circuits.components import blocks
 from mindset.circuits.suite import Suite
 from mindset.errors import MindsetError
@@ -71,41 +72,31 @@ def _zero_scores(all_blocks) -> Scores:
 
 
 class _Attribution:
-    """Hooks that keep the inputs of every attention output projection (the heads, concatenated) and every
-    MLP output projection (the neurons), so that after a backward pass activation · gradient can be read."""
+    """The inputs of every attention output projection (the heads, concatenated) and every MLP output
+    projection (the neurons), kept by `attribution.Capture`, so that after each backward pass
+    |Σ activation · gradient| per head and neuron can be added up (zero baseline)."""
 
     def __init__(self, model, all_blocks):
         self.model, self.blocks = model, all_blocks
-        self.captured: dict[tuple[str, int], torch.Tensor] = {}
+        self.capture = Capture(model, [(b.index, kind) for b in all_blocks for kind in ("heads", "neurons")])
 
     def __enter__(self) -> _Attribution:
-        self.handles = [b.out_proj.register_forward_pre_hook(self._keep("heads", b.index)) for b in self.blocks]
-        self.handles += [mlp_projections(b.mlp)[1].register_forward_pre_hook(self._keep("neurons", b.index)) for b in self.blocks]
+        self.capture.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.model.zero_grad(set_to_none=True)
-
-    def _keep(self, kind: str, i: int):
-        def hook(module, args):
-            x = args[0]
-            if x.requires_grad:
-                x.retain_grad()
-                self.captured[(kind, i)] = x
-        return hook
+        self.capture.__exit__(*exc)
 
     def accumulate(self, loss: torch.Tensor, into: Scores) -> None:
         self.model.zero_grad(set_to_none=True)
         loss.backward()
-        for (kind, i), x in self.captured.items():
-            contribution = (x * x.grad).sum(dim=tuple(range(x.dim() - 1)))  # (features,)
+        for i, kind in list(self.capture.captured):
+            contribution = self.capture.contributions((i, kind)).sum(0)  # (features,)
             if kind == "heads":
                 into.heads[i] += contribution.view(self.blocks[i].n_heads, -1).sum(-1).abs().detach().cpu()
             else:
                 into.neurons[i] += contribution.abs().detach().cpu()
-        self.captured.clear()
+        self.capture.captured.clear()
 
 
 def _suite_losses(loaded, suites: Sequence[Suite]):

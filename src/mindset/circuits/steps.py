@@ -25,6 +25,9 @@ class CircuitsParams(BaseModel):
     suite: str = Field("capitals", description="a shipped task (capitals, ordering, modus_ponens, ...) or an lm-eval task .yaml")
     granularity: str = Field("layer", pattern="^(head|attn|mlp|layer)$", description="ablate each: layer, mlp, attn or head (head: one run per head, slow)")
     method: str = Field("zero", pattern="^(zero|mean|resample)$", description="zero, mean or resample ablation")
+    estimate: str = Field("exact", pattern="^(exact|attribution)$",
+                          description="exact: score the suite ablated; attribution: first-order estimate from one forward+backward pass (zero/mean only, no accuracy)")
+    batch: int = Field(1, ge=1, description="exact: components ablated per pass (same numbers, fewer weight reads); attribution: documents per pass")
     components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
     limit: int = Field(20, ge=1, description="documents of the suite")
     top: int = Field(15, ge=1, description="rows in the report's table")
@@ -39,12 +42,12 @@ def circuits_step(ctx: RunContext, params: CircuitsParams) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, params.suite, params.granularity, params.method, components=params.components,
-                            limit=params.limit, seed=params.seed, progress=ctx.progress)
+                            limit=params.limit, seed=params.seed, estimate=params.estimate, batch=params.batch, progress=ctx.progress)
     notes = [str(w.message) for w in caught if issubclass(w.category, ChanceWarning)]
     for note in notes:
         ctx.console.print(f"warning: {note}")
     folder = ctx.run_dir / "circuits"
-    name = f"{result.suite}-{result.granularity}-{result.method}"
+    name = f"{result.suite}-{result.granularity}-{result.method}" + ("-attribution" if result.estimate == "attribution" else "")
     paths = result.save(folder / name)
     headers, rows = result.table(params.top)
     body = result.summary() + "\n\n" + "".join(f"**Warning:** {n}\n\n" for n in notes) + f"![importance heatmap](circuits/{name}/importance.png)"

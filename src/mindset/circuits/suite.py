@@ -126,9 +126,15 @@ def as_suite(suite, *, limit: int | None = DEFAULT_LIMIT, seed: int = 0) -> Suit
 
 def score_suite(loaded_or_model, suite: Suite, tokenizer=None) -> SuiteScore:
     """Score every document with the current model (and whatever hooks are on it)."""
+    return score_suite_replicated(loaded_or_model, suite, 1, tokenizer)[0]
+
+
+def score_suite_replicated(loaded_or_model, suite: Suite, replicas: int, tokenizer=None) -> list[SuiteScore]:
+    """`score_suite` with every forward pass's batch repeated `replicas` times (replica-major rows, see
+    `score_tokens_replicated`): one SuiteScore per replica, for hooks that ablate a different component in each."""
     import torch
 
-    from mindset.evaluate.loglikelihood import model_max_length, score_tokens
+    from mindset.evaluate.loglikelihood import model_max_length, score_tokens_replicated
 
     is_module = isinstance(loaded_or_model, torch.nn.Module)  # an HF model has a .model too: its body
     model = loaded_or_model if is_module else loaded_or_model.model
@@ -136,9 +142,14 @@ def score_suite(loaded_or_model, suite: Suite, tokenizer=None) -> SuiteScore:
     was_training = model.training
     model.eval()
     try:
-        scored = score_tokens(model, suite.encoded(tokenizer), max_length=model_max_length(model, tokenizer))
+        scored = score_tokens_replicated(model, suite.encoded(tokenizer), replicas, max_length=model_max_length(model, tokenizer))
     finally:
         model.train(was_training)
+    return [_suite_score(suite, part) for part in scored]
+
+
+def _suite_score(suite: Suite, scored) -> SuiteScore:
+    """Per document: the gold log-prob (summed probability of the correct choices) and correctness."""
     gold_lp, correct, i = [], [], 0
     for it in suite.items:
         part = scored[i : i + len(it.choices)]
@@ -160,3 +171,41 @@ def make_suite(name: str, items: Sequence[tuple[str, Sequence[str], int | Sequen
     if chance is None:
         chance = float(np.mean([len(it.gold) / len(it.choices) for it in built]))
     return Suite(name, built, chance)
+
+
+def gold_batches(suite: Suite, tokenizer, max_length: int, docs_per_batch: int, device):
+    """The suite's correct continuations as attribution batches (`circuits.attribution.Batch`): each
+    document's gold choices, run whole as lm-eval runs them (`whole_inputs`), right-padded; the metric is each
+    document's gold log-prob, the log of the summed probability of its correct choices, as `score_suite` has it."""
+    import torch
+
+    from mindset.circuits.attribution import Batch
+    from mindset.evaluate.loglikelihood import whole_inputs
+
+    pairs, starts, i = suite.encoded(tokenizer), [], 0
+    for it in suite.items:
+        starts.append(i)
+        i += len(it.choices)
+    for first in range(0, len(suite.items), docs_per_batch):
+        rows, doc_of_row, spans = [], [], []  # spans: (row, first logit position, continuation ids)
+        for d, (it, start) in enumerate(zip(suite.items[first : first + docs_per_batch], starts[first : first + docs_per_batch])):
+            for g in it.gold:
+                ctx, cont = pairs[start + g]
+                inputs, _ = whole_inputs(ctx, cont, max_length)
+                spans.append((len(rows), len(inputs) - len(cont), cont))
+                rows.append(inputs)
+                doc_of_row.append(d)
+        ids = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+        for r, inputs in enumerate(rows):
+            ids[r, : len(inputs)] = torch.tensor(inputs)
+        docs = torch.tensor(doc_of_row)
+        n_docs = int(docs.max()) + 1
+
+        def metric(logits, spans=spans, docs=docs, n_docs=n_docs):
+            per_row = torch.stack([
+                torch.log_softmax(logits[r, pos : pos + len(cont)].float(), -1).gather(1, torch.tensor(cont, device=logits.device)[:, None]).sum()
+                for r, pos, cont in spans
+            ])
+            return torch.stack([torch.logsumexp(per_row[docs.to(logits.device) == d], 0) for d in range(n_docs)])
+
+        yield Batch(ids.to(device), docs, n_docs, metric)

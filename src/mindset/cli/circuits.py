@@ -40,11 +40,12 @@ def map_command(
     from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
-    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"), overwrite)
+    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"
+                                    + ("-attribution" if params.estimate == "attribution" else "")), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, params.suite, params.granularity, params.method, components=params.components, limit=params.limit, seed=params.seed,
-                            progress=True)
+                            estimate=params.estimate, batch=params.batch, progress=True)
     for w in caught:
         if issubclass(w.category, ChanceWarning):
             err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)

@@ -100,6 +100,22 @@ def score_tokens(
     progress: bool = False,
 ) -> list[Scored]:
     """Score (context ids, continuation ids) pairs. Pairs with identical context ids share one context pass."""
+    return score_tokens_replicated(model, pairs, 1, max_length=max_length, share_context=share_context, progress=progress)[0]
+
+
+@torch.inference_mode()
+def score_tokens_replicated(
+    model,
+    pairs: Sequence[tuple[list[int], list[int]]],
+    replicas: int,
+    *,
+    max_length: int,
+    share_context: bool = True,
+    progress: bool = False,
+) -> list[list[Scored]]:
+    """`score_tokens` with every forward pass's batch repeated `replicas` times, replica-major: a batch of
+    rows (B, ...) becomes (replicas * B, ...) whose rows r*B ... r*B+B-1 are replica r. Hooks that treat the
+    replicas differently (circuits' batched ablation) get one score list per replica from one pass."""
     for ctx, cont in pairs:
         if not ctx:
             raise ValueError("context ids are empty; encode_request puts a BOS token there")
@@ -110,37 +126,48 @@ def score_tokens(
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (ctx, _) in enumerate(pairs):
         groups.setdefault(tuple(ctx), []).append(i)
-    results: list[Scored | None] = [None] * len(pairs)
+    results: list[list[Scored | None]] = [[None] * len(pairs) for _ in range(replicas)]
     device = next(model.parameters()).device
     for ctx, members in track(list(groups.items()), len(groups), "log-likelihoods", enabled=progress, unit="contexts"):
         fits = all(len(ctx) + len(pairs[i][1]) <= max_length + 1 for i in members)
         if share_context and fits:
-            scored = _score_shared(model, list(ctx), [pairs[i][1] for i in members], device)
+            scored = _score_shared(model, list(ctx), [pairs[i][1] for i in members], device, replicas)  # [replica][member]
         else:
-            scored = [_score_whole(model, list(ctx), pairs[i][1], max_length, device) for i in members]
-        for i, s in zip(members, scored):
-            results[i] = s
+            per_member = [_score_whole(model, list(ctx), pairs[i][1], max_length, device, replicas) for i in members]
+            scored = [list(row) for row in zip(*per_member)]
+        for r in range(replicas):
+            for i, s in zip(members, scored[r]):
+                results[r][i] = s
     return results  # type: ignore[return-value]
 
 
-def _score_whole(model, ctx: list[int], cont: list[int], max_length: int, device) -> Scored:
-    """lm-eval's way: one pass over context+continuation, left-truncated to the window, last token dropped."""
+def whole_inputs(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], int]:
+    """lm-eval's input for one pair: context+continuation left-truncated to the window, last token dropped;
+    and how many context tokens the truncation cut."""
     full = ctx + cont
-    inputs = full[-(max_length + 1) :][:-1]
-    truncated = max(0, len(full) - (max_length + 1))
-    logits = model(input_ids=torch.tensor([inputs], device=device), logits_to_keep=len(cont)).logits[0]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    logprob, greedy = _continuation_scores(logprobs, torch.tensor(cont, device=device))
-    return Scored(logprob, greedy, len(cont), truncated)
+    return full[-(max_length + 1) :][:-1], max(0, len(full) - (max_length + 1))
 
 
-def _score_shared(model, ctx: list[int], conts: list[list[int]], device) -> list[Scored]:
-    """One pass over the context (its KV cache kept), then one batched pass over the continuations."""
+def _score_whole(model, ctx: list[int], cont: list[int], max_length: int, device, replicas: int = 1) -> list[Scored]:
+    """lm-eval's way: one pass over context+continuation (one row per replica)."""
+    inputs, truncated = whole_inputs(ctx, cont, max_length)
+    logits = model(input_ids=torch.tensor([inputs] * replicas, device=device), logits_to_keep=len(cont)).logits
+    targets = torch.tensor(cont, device=device)
+    out = []
+    for r in range(replicas):
+        logprob, greedy = _continuation_scores(torch.log_softmax(logits[r].float(), dim=-1), targets)
+        out.append(Scored(logprob, greedy, len(cont), truncated))
+    return out
+
+
+def _score_shared(model, ctx: list[int], conts: list[list[int]], device, replicas: int = 1) -> list[list[Scored]]:
+    """One pass over the context (its KV cache kept), then one batched pass over the continuations;
+    [replica][continuation]."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=torch.tensor([ctx], device=device), past_key_values=cache, use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,): predicts every continuation's first token
+    out = model(input_ids=torch.tensor([ctx] * replicas, device=device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (R, V): predicts every continuation's first token
     longer = [i for i, c in enumerate(conts) if len(c) > 1]
     rest = None
     if longer:
@@ -151,18 +178,19 @@ def _score_shared(model, ctx: list[int], conts: list[list[int]], device) -> list
             batch[row, : len(conts[i]) - 1] = torch.tensor(conts[i][:-1], device=device)
         cache = out.past_key_values
         if len(longer) > 1:
-            cache.batch_repeat_interleave(len(longer))
-        rest = model(input_ids=batch, past_key_values=cache, use_cache=True).logits.float()  # (B, width, V)
-    scored = []
-    for i, cont in enumerate(conts):
-        targets = torch.tensor(cont, device=device)
-        if len(cont) == 1:
-            logprobs = first[None]
-        else:
-            row = longer.index(i)
-            logprobs = torch.cat([first[None], torch.log_softmax(rest[row, : len(cont) - 1], dim=-1)])
-        logprob, greedy = _continuation_scores(logprobs, targets)
-        scored.append(Scored(logprob, greedy, len(cont)))
+            cache.batch_repeat_interleave(len(longer))  # replica r's context row becomes rows r*L ... r*L+L-1
+        rest = model(input_ids=batch.repeat(replicas, 1), past_key_values=cache, use_cache=True).logits.float()  # (R*L, width, V)
+    scored: list[list[Scored]] = [[] for _ in range(replicas)]
+    for r in range(replicas):
+        for i, cont in enumerate(conts):
+            targets = torch.tensor(cont, device=device)
+            if len(cont) == 1:
+                logprobs = first[r][None]
+            else:
+                row = r * len(longer) + longer.index(i)
+                logprobs = torch.cat([first[r][None], torch.log_softmax(rest[row, : len(cont) - 1], dim=-1)])
+            logprob, greedy = _continuation_scores(logprobs, targets)
+            scored[r].append(Scored(logprob, greedy, len(cont)))
     return scored
 
 
