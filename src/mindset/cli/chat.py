@@ -59,21 +59,7 @@ def chat(
         raise MindsetError("--raw needs --prompt: an interactive chat always uses the chat template")
     session = ChatSession(loaded, params, system=system)
     console.print(f"[bold]{loaded.name}[/] — /reset forgets the conversation, /exit or Ctrl-D leaves")
-    while True:
-        try:
-            message = console.input("[bold green]you ›[/] ")
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return
-        command = message.strip().lower()
-        if command in ("/exit", "/quit"):
-            return
-        if command == "/reset":
-            session.reset()
-            console.print("[dim]conversation forgotten[/]")
-            continue
-        if not command:
-            continue
+    for message in read_messages(session.reset, "conversation forgotten"):
         console.print("[bold blue]bot ›[/] ", end="")
         try:
             result = session.reply(message, on_text=write)
@@ -85,6 +71,25 @@ def chat(
         report(result)
         if session.dropped_turns:
             err_console.print(f"[dim]{session.dropped_turns} oldest exchange(s) dropped to fit the context[/]")
+
+
+def read_messages(reset, reset_note: str):
+    """The REPL's input side, shared by the plain and the memory chat: yields each non-empty message;
+    /exit, /quit, Ctrl-D or Ctrl-C at the prompt end it; /reset calls `reset` and prints `reset_note`."""
+    while True:
+        try:
+            message = console.input("[bold green]you ›[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        command = message.strip().lower()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            reset()
+            console.print(f"[dim]{reset_note}[/]")
+        elif command:
+            yield message
 
 
 def register(app: typer.Typer) -> None:

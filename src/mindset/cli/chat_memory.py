@@ -31,24 +31,11 @@ def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt
 
 def _repl(agent, write) -> None:
     from mindset.agent.commands import is_command
+    from mindset.cli.chat import read_messages
 
     console.print(f"[bold]{agent.loaded.name}[/] with memory in {agent.db.path} — /help lists the memory commands, "
                   "/reset starts a new conversation, /exit or Ctrl-D leaves")
-    while True:
-        try:
-            message = console.input("[bold green]you ›[/] ")
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return
-        command = message.strip().lower()
-        if command in ("/exit", "/quit"):
-            return
-        if command == "/reset":
-            agent.session.reset()
-            console.print("[dim]conversation forgotten (the memories stay)[/]")
-            continue
-        if not command:
-            continue
+    for message in read_messages(agent.session.reset, "conversation forgotten (the memories stay)"):
         try:
             if is_command(message):
                 console.print(agent.reply(message), markup=False, highlight=False, soft_wrap=True)
