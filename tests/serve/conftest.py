@@ -11,3 +11,10 @@ def served():
     loaded = load("tiny-llama")
     with LiveServer(create_app(loaded)) as server:
         yield server, loaded
+
+
+@pytest.fixture
+def tiny_served(tiny):
+    """(server, loaded) for each tiny model (tiny-llama and tiny-gpt2) without an API key."""
+    with LiveServer(create_app(tiny)) as server:
+        yield server, tiny

@@ -15,3 +15,10 @@ def slow_down(loaded, seconds: float) -> None:
         return original(*args, **kwargs)
 
     model.forward = forward
+
+
+def api(server):
+    """The official openai client pointed at a LiveServer."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)

@@ -7,22 +7,12 @@ import numpy as np
 import openai
 import pytest
 import torch
-from serve_helpers import LiveServer, slow_down
+from serve_helpers import LiveServer, api, slow_down
 
 from mindset.map.encode import encode_items, resolve_layer, tokenize_item
 from mindset.serve import create_app
 
 TEXTS = ["The capital of France is Paris.", "hi", "A much longer sentence, so the batch needs padding to hold it."]
-
-
-@pytest.fixture
-def tiny_served(tiny):
-    with LiveServer(create_app(tiny)) as server:
-        yield server, tiny
-
-
-def api(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def map_vectors(loaded, texts, layer=None):

@@ -3,25 +3,14 @@
 import httpx
 import openai
 import pytest
-from serve_helpers import LiveServer
+from serve_helpers import api
 
 from mindset.chat import SamplingParams, encode_prompt, generate
 from mindset.evaluate.loglikelihood import encode_request, loglikelihoods, score_tokens
-from mindset.serve import create_app
 from mindset.serve.logprobs import TokenText
 
 TOL = 1e-4
 CONTEXT, CONTINUATION = "The capital of France is", " Paris, a city of light"
-
-
-@pytest.fixture
-def tiny_served(tiny):
-    with LiveServer(create_app(tiny)) as server:
-        yield server, tiny
-
-
-def api(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def per_token_scores(loaded, prompt_ids, tokens):
