@@ -10,11 +10,6 @@ from mindset.models import load
 TEXT = "It is a truth universally acknowledged <|im_end|> naïve 42"
 
 
-@pytest.fixture
-def private_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINDSET_HOME", str(tmp_path / "home"))
-
-
 def logits(loaded, ids):
     with torch.no_grad():
         return loaded.model(torch.tensor([ids])).logits

@@ -14,11 +14,6 @@ from mindset.models import load
 IDS = [5, 17, 99, 3, 42, 8, 150, 77, 23, 64]
 
 
-@pytest.fixture
-def private_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINDSET_HOME", str(tmp_path / "home"))
-
-
 def logits(loaded):
     with torch.no_grad():
         return loaded.model(torch.tensor([IDS])).logits

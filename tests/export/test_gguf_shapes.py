@@ -26,11 +26,6 @@ from mindset.models.shapes import apply_shapes, block_shape
 IDS = [5, 17, 99, 3, 42, 8, 150, 77, 23, 64]
 
 
-@pytest.fixture
-def private_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINDSET_HOME", str(tmp_path / "home"))
-
-
 def logits(model, ids=IDS):
     with torch.no_grad():
         return model(torch.tensor([ids])).logits
