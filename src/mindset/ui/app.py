@@ -1,0 +1,144 @@
+"""The workbench's HTTP API and its page: `create_app(workbench, token=...)`, served by `mindset ui`.
+
+The API is the product (the page is one client; scripts and notebooks are others); OpenAPI at /docs.
+User errors (MindsetError: a bad parameter, an unknown op, a path outside --root) are 400 with
+{"error": sentence}; a failed edit leaves the current model as it was (Workbench.apply).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from mindset.errors import MindsetError
+from mindset.ui.architecture import architecture_json
+from mindset.ui.measure import PROBES, PROMPT, Measurer
+from mindset.ui.security import guard, new_token
+from mindset.ui.workbench import Workbench
+
+ASSETS = Path(__file__).parent / "assets"
+CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Probing(Strict):
+    probes: list[str] = Field(default_factory=lambda: list(PROBES), min_length=1, max_length=16, description="prompts KL(original ‖ current) is averaged over")
+    prompt: str = Field(PROMPT, min_length=1, description="the prompt whose next-token top-5 both models show")
+
+
+class EditRequest(Probing):
+    op: str = Field(..., description="an edit: a row of mindset.surgery.edit_steps.EDITS, or ffn_to_memory (GET /api/ops lists them)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the edit's parameters, as its recipe step takes them")
+    measure: bool = Field(True, description="answer the quick measurement (KL on the probes, next-token top-5)")
+
+
+class StepRequest(Probing):
+    measure: bool = True
+
+
+class SaveRequest(Strict):
+    out: str = Field(..., description="a folder (or .gguf file) name under --root")
+    format: Literal["hf", "gguf"] = "hf"
+    overwrite: bool = False
+    precision: Literal["f32", "f16", "q8_0"] = "f32"
+
+
+class MeasureRequest(Probing):
+    perplexity: bool = True
+    max_tokens: int = Field(512, ge=2, le=100_000, description="tokens of the shipped valid text to score")
+    context: int = Field(128, ge=2, le=8192, description="window length for perplexity")
+
+
+def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
+    """The API over `workbench`; every /api call needs `token` (a new one when None: read app.state.token)."""
+    token = token or new_token()
+    app = FastAPI(title="mindset ui", description="Examine, edit and measure a model; every change is a recipe step.", version="1")
+    app.state.token, app.state.workbench = token, workbench
+    app.middleware("http")(guard(token))
+    measurer = Measurer(workbench.original)
+
+    @app.exception_handler(MindsetError)
+    async def user_error(request: Request, err: MindsetError):
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+    def state(measure: bool, probing: Probing | None = None) -> dict[str, Any]:
+        with workbench.lock:
+            out = {"model": architecture_json(workbench.current), "history": workbench.history()}
+            if measure and probing is not None:
+                out["measurement"] = measurer.quick(workbench.current, probing.probes, probing.prompt)
+            return out
+
+    @app.get("/api/model", summary="The current model's architecture: layers, heads, FFN widths, modules, parameters")
+    def get_model() -> dict:
+        with workbench.lock:
+            return {**architecture_json(workbench.current), "version": workbench.version, "original": workbench.original.name}
+
+    @app.get("/api/ops", summary="The edits POST /api/edits accepts, with their parameters")
+    def get_ops() -> list[dict]:
+        from mindset.ui.ops import op_catalog
+
+        return op_catalog()
+
+    @app.post("/api/edits", summary="Apply one edit; answers the new architecture and a quick measurement")
+    def post_edit(body: EditRequest) -> dict:
+        with workbench.lock:
+            start = time.perf_counter()
+            step = workbench.apply(body.op, body.params)
+            edit_s = time.perf_counter() - start
+            out = state(body.measure, body)
+            return {**out, "step": {"op": step.op, "result": step.result}, "seconds": {"edit": edit_s, "total": time.perf_counter() - start}}
+
+    @app.post("/api/undo", summary="Undo the last edit")
+    def post_undo(body: StepRequest) -> dict:
+        with workbench.lock:
+            step = workbench.undo()
+            return {**state(body.measure, body), "undone": step.op}
+
+    @app.post("/api/redo", summary="Redo the last undone edit")
+    def post_redo(body: StepRequest) -> dict:
+        with workbench.lock:
+            step = workbench.redo()
+            return {**state(body.measure, body), "redone": step.op}
+
+    @app.get("/api/history", summary="The edits so far, and which are applied")
+    def get_history() -> dict:
+        return workbench.history()
+
+    @app.get("/api/recipe", summary="A recipe YAML that rebuilds the current model from the loaded one", response_class=PlainTextResponse)
+    def get_recipe(save: str = "model", name: str = "ui-edits") -> PlainTextResponse:
+        return PlainTextResponse(workbench.recipe(save=save or None, name=name), media_type="application/yaml")
+
+    @app.post("/api/save", summary="Save the current model under --root: an HF folder, or GGUF")
+    def post_save(body: SaveRequest) -> dict:
+        return workbench.save(body.out, body.format, overwrite=body.overwrite, precision=body.precision)
+
+    @app.post("/api/measure", summary="Perplexity on the shipped valid text and KL(original ‖ current) on probe prompts")
+    def post_measure(body: MeasureRequest) -> dict:
+        with workbench.lock:
+            start = time.perf_counter()
+            out = measurer.quick(workbench.current, body.probes, body.prompt)
+            if body.perplexity:
+                out["perplexity"] = measurer.perplexity(workbench.current, body.max_tokens, body.context)
+            return {**out, "version": workbench.version, "seconds": time.perf_counter() - start}
+
+    _page(app)
+    return app
+
+
+def _page(app: FastAPI) -> None:
+    """The page: index.html and its assets, with a policy that lets it load nothing from elsewhere."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(ASSETS / "index.html", headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+
+    app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")

@@ -1,0 +1,77 @@
+// The Architecture view: one row per layer, attention heads as cells (a shade per kv group), the FFN as a
+// bar whose length is its width against the widest, custom modules (memory, gates, feedback) as badges.
+const { html } = window.UiVendor;
+
+const BADGES = { featural_memory: 'memory', associative_memory: 'memory', knn_lm: 'kNN-LM', head_gates: 'gates', layerwise_feedback: 'feedback', embedding_shim: 'shim', embedding_shim_head: 'shim' };
+
+export function badgeOf(module) { return BADGES[module.kind] || module.class; }
+
+function heads(layer, selection, select) {
+  const perGroup = Math.max(1, layer.heads / layer.kv_heads);
+  const cells = [];
+  for (let h = 0; h < layer.heads; h++) {
+    const group = Math.floor(h / perGroup);
+    const selected = selection && selection.kind === 'head' && selection.layer === layer.index && selection.head === h;
+    cells.push(html`<span class=${'head g' + (group % 2) + (selected ? ' selected' : '')} title=${`L${layer.index}.H${h} (kv group ${group})`}
+      data-head=${h} onClick=${(e) => { e.stopPropagation(); select({ kind: 'head', layer: layer.index, head: h }); }}></span>`);
+  }
+  return html`<span class="heads">${cells}</span>`;
+}
+
+function ffn(layer, maxWidth, selection, select) {
+  const custom = layer.modules.filter((m) => m.custom);
+  const memory = custom.find((m) => /memory|knn/.test(m.kind));
+  const selected = selection && selection.kind === 'ffn' && selection.layer === layer.index;
+  const width = layer.d_ff ? Math.max(2, (100 * layer.d_ff) / maxWidth) : 100;
+  return html`<span class="ffn-track" onClick=${(e) => { e.stopPropagation(); select({ kind: 'ffn', layer: layer.index }); }}>
+    <span class=${'ffn' + (memory ? ' memory' : '') + (selected ? ' selected' : '')} style=${`width:${width}%`}
+      title=${layer.d_ff ? `FFN width ${layer.d_ff}` : memory.class}>${layer.d_ff ? layer.d_ff : badgeOf(memory)}</span></span>`;
+}
+
+export function ArchitectureRows({ model, selection, select, compact }) {
+  const maxWidth = model.max_d_ff || 1;
+  const outside = model.custom_modules || [];
+  return html`<div class=${'arch' + (compact ? ' compact' : '')} id="arch">
+    <div class="arch-head"><span>layer</span><span>attention heads</span><span>feed-forward width</span><span>custom</span></div>
+    ${outside.length ? html`<div class="row outside">${outside.map((m) => html`<span class="badge" title=${m.path}>${badgeOf(m)}</span>`)}</div>` : null}
+    ${model.layers.map((layer) => {
+      const selected = selection && selection.layer === layer.index;
+      const custom = layer.modules.filter((m) => m.custom);
+      return html`<div class=${'row layer' + (selected ? ' active' : '')} data-layer=${layer.index}
+          onClick=${() => select({ kind: 'layer', layer: layer.index })}>
+        <span class="label">L${layer.index}</span>
+        ${heads(layer, selection, select)}
+        ${ffn(layer, maxWidth, selection, select)}
+        <span class="badges">${custom.map((m) => html`<span class="badge" title=${m.path}>${badgeOf(m)}</span>`)}</span>
+      </div>`;
+    })}
+  </div>`;
+}
+
+function fmt(n) { return n >= 1e6 ? (n / 1e6).toFixed(2) + 'M' : n >= 1e3 ? (n / 1e3).toFixed(1) + 'K' : String(n); }
+export { fmt };
+
+export function Details({ model, selection }) {
+  if (!selection) {
+    const a = model.architecture;
+    return html`<div class="details"><h3>${model.name}</h3>
+      <table><tbody>
+        ${[['family', a.family], ['layers', model.layers.length], ['hidden', a.hidden], ['vocab', a.vocab], ['parameters', model.params.toLocaleString()], ['dtype', model.dtype], ['device', model.device]]
+          .map(([k, v]) => html`<tr><th>${k}</th><td>${v}</td></tr>`)}
+        ${Object.entries(model.parameters_by_component).map(([k, v]) => html`<tr><th>${k}</th><td>${fmt(v.params)}</td></tr>`)}
+      </tbody></table><p class="hint">Click a layer, a head or an FFN bar for its details.</p></div>`;
+  }
+  const layer = model.layers[selection.layer];
+  if (!layer) return html`<div class="details"><p>layer ${selection.layer} is gone</p></div>`;
+  const title = selection.kind === 'head' ? `L${layer.index}.H${selection.head}` : selection.kind === 'ffn' ? `L${layer.index}.mlp` : `L${layer.index}`;
+  return html`<div class="details" id="details"><h3>${title}</h3>
+    <table><tbody>
+      <tr><th>heads</th><td>${layer.heads} (kv ${layer.kv_heads}, head dim ${layer.head_dim})</td></tr>
+      <tr><th>FFN width</th><td>${layer.d_ff === null ? 'not an FFN mindset reads' : layer.d_ff}</td></tr>
+      <tr><th>parameters</th><td>${layer.params.toLocaleString()}</td></tr>
+      ${selection.kind === 'head' ? html`<tr><th>kv group</th><td>${Math.floor(selection.head / (layer.heads / layer.kv_heads))}</td></tr>` : null}
+    </tbody></table>
+    <h4>modules</h4>
+    <table class="modules"><tbody>${layer.modules.map((m) => html`<tr class=${m.custom ? 'custom' : ''}>
+      <td>${m.path}</td><td>${m.class}</td><td>${fmt(m.params)}</td></tr>`)}</tbody></table></div>`;
+}
