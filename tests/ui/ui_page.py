@@ -1,0 +1,64 @@
+"""Driving the workbench page in headless chromium: shared by the browser tests, the screenshot script and
+the latency benchmark, so all three click the same way."""
+
+from mindset.map.browser import wait_for
+
+
+def open_page(driver, url: str, timeout: float = 60.0) -> float:
+    """Load the page; returns ms from navigation until the architecture was drawn (the page's own clock)."""
+    driver.get(url)
+    return wait_for(driver, "return window.mindsetUi && window.mindsetUi.ready && window.mindsetUi.readyMs", timeout)
+
+
+def heads_in(driver, layer: int) -> int:
+    return driver.execute_script(f"return document.querySelectorAll(\".row.layer[data-layer='{layer}'] .head\").length")
+
+
+def layers_shown(driver) -> list[int]:
+    return driver.execute_script("return [...document.querySelectorAll('.row.layer')].map(r => +r.dataset.layer)")
+
+
+def wait_idle(driver, version: int | None = None, timeout: float = 120.0) -> None:
+    """Until no request is in flight (and, with `version`, the page shows a later model version)."""
+    check = "!window.mindsetUi.busy" + (f" && window.mindsetUi.version > {version}" if version is not None else "")
+    wait_for(driver, f"return {check}", timeout)
+
+
+def version(driver) -> int:
+    return driver.execute_script("return window.mindsetUi.version")
+
+
+def select_layer(driver, layer: int) -> None:
+    driver.find_element("css selector", f".row.layer[data-layer='{layer}'] .label").click()
+
+
+def select_ffn(driver, layer: int) -> None:
+    driver.find_element("css selector", f".row.layer[data-layer='{layer}'] .ffn").click()
+
+
+def edit(driver, op: str, fields: dict[str, str], timeout: float = 120.0, fails: bool = False) -> None:
+    """In the Edit view: choose `op`, fill `fields` (parameter name -> text or option), apply, wait for the new
+    model (or, `fails`, for the error line)."""
+    from selenium.webdriver.support.ui import Select
+
+    driver.find_element("id", "tab-edit").click()
+    driver.find_element("css selector", f"button[data-op='{op}']").click()
+    for name, value in fields.items():
+        element = driver.find_element("id", f"param-{name}")
+        if element.tag_name == "select":
+            Select(element).select_by_value(value)
+        else:
+            element.clear()
+            element.send_keys(value)
+    before = version(driver)
+    driver.find_element("id", "apply").click()
+    if fails:
+        wait_for(driver, "return document.getElementById('error') && !window.mindsetUi.busy", timeout)
+    else:
+        wait_idle(driver, before, timeout)
+
+
+def click_and_wait(driver, element_id: str, timeout: float = 120.0) -> None:
+    before = version(driver)
+    driver.find_element("id", element_id).click()
+    wait_idle(driver, before, timeout)
