@@ -32,7 +32,7 @@ def test_add_a_head_keeps_the_function_and_undo_restores(api):
     assert [s["op"] for s in api.get("/api/history").json()["steps"]] == ["add_heads"]
 
 
-def test_widen_with_random_init_changes_the_logits_and_perplexity(api, bench, tiny_llama):
+def test_widen_with_noisy_split_init_changes_the_logits_and_perplexity(api, bench, tiny_llama):
     before = api.post("/api/measure", json={"max_tokens": 128, "context": 64}).json()
     assert before["kl"]["mean"] < 1e-9 and before["perplexity"]["delta"] == 0
     body = api.post("/api/edits", json={"op": "widen_ffn", "params": {"add": 32, "init": "split", "noise": 1.0}}).json()
@@ -125,3 +125,16 @@ def test_openapi_documents_the_api(api):
 @pytest.mark.parametrize("body", [{"op": "head_gates", "params": {}, "extra": 1}, {"params": {}}, {"op": "widen_ffn", "params": {"add": -1}}])
 def test_malformed_edit_requests_are_4xx(api, body):
     assert 400 <= api.post("/api/edits", json=body).status_code < 500
+
+
+def test_custom_modules_are_marked_in_the_architecture(api):
+    body = api.post("/api/edits", json={"op": "ffn_to_memory", "params": {"layers": [1], "k": 8}}).json()
+    layer = body["model"]["layers"][1]
+    assert layer["custom"] == ["FeaturalMemory"] and body["model"]["layers"][0]["custom"] == []
+    memory = [m for m in layer["modules"] if m["custom"]]
+    assert [m["kind"] for m in memory] == ["featural_memory"] and memory[0]["params"] > 0
+    gated = api.post("/api/edits", json={"op": "head_gates", "params": {"layers": [0]}}).json()["model"]
+    assert [m["kind"] for m in gated["layers"][0]["modules"] if m["custom"]] == ["head_gates"]
+    fed = api.post("/api/edits", json={"op": "layerwise_feedback", "params": {"pairs": "0:1"}}).json()["model"]
+    found = [m["kind"] for m in fed["custom_modules"]] + [m["kind"] for layer in fed["layers"] for m in layer["modules"] if m["custom"]]
+    assert "layerwise_feedback" in found

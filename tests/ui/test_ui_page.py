@@ -5,10 +5,9 @@ random init changes the perplexity shown, and the folder saved from the page loa
 import pytest
 import torch
 from ui_helpers import TOKEN, logits
-from ui_page import click_and_wait, edit, heads_in, layers_shown, open_page, select_ffn, select_layer, wait_idle
-from ui_server import serving
 
 from mindset.map.browser import CHROMEDRIVER, CHROMIUM, severe_logs, start_chromium, wait_for
+from mindset.ui.browser import click_and_wait, edit, heads_in, layers_shown, open_page, select_ffn, select_layer, serving, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -66,7 +65,7 @@ def test_add_heads_through_the_page_shows_kl_zero_and_undo_restores(browser, pag
     assert heads_in(browser, 1) == 6
 
 
-def test_widen_with_random_init_changes_the_perplexity_shown(browser, page):
+def test_widen_with_noisy_split_init_changes_the_perplexity_shown(browser, page):
     open_page(browser, page)
     select_ffn(browser, 0)
     edit(browser, "widen_ffn", {"add": "64", "init": "split", "noise": "1.0"})

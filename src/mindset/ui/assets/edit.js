@@ -61,9 +61,10 @@ function TokenDiff({ next }) {
     <div class="sides"><div><h4>original</h4><ol>${next.original.map(row)}</ol></div><div><h4>current</h4><ol>${next.current.map(row)}</ol></div></div></div>`;
 }
 
-export function Measurement({ m, ppl }) {
-  if (!m) return null;
-  return html`<div class="measurement" id="measurement">
+export function Measurement({ m, ppl, measure, busy }) {
+  const button = html`<button id="measure" onClick=${measure} disabled=${busy}>Measure perplexity</button>`;
+  if (!m) return html`<div class="measurement">${button}<p class="hint">Apply an edit to see what it did to the function.</p></div>`;
+  return html`<div class="measurement" id="measurement">${button}
     <p class="kl">KL(original ‖ current) <b id="kl-value">${m.kl.mean.toExponential(2)}</b> nats/token
       ${m.kl.mean < 1e-6 ? html`<span class="same">function unchanged</span>` : html`<span class="changed">function changed</span>`}</p>
     <ul class="per-prompt">${m.kl.per_prompt.map((p) => html`<li>${p.kl.toExponential(2)} · <code>${p.prompt.slice(0, 60)}</code></li>`)}</ul>
@@ -73,7 +74,7 @@ export function Measurement({ m, ppl }) {
   </div>`;
 }
 
-export function EditPanel({ ops, selection, busy, apply, measurement, ppl, measure }) {
+export function EditPanel({ ops, selection, busy, apply }) {
   const actions = actionsFor(selection, ops);
   const [chosen, setChosen] = useState(null);
   const action = actions.find((a) => a.op === chosen) || actions[0];
@@ -83,7 +84,5 @@ export function EditPanel({ ops, selection, busy, apply, measurement, ppl, measu
     <div class="actions" id="actions">${actions.map((a) => html`<button class=${'action' + (action && a.op === action.op ? ' chosen' : '')} data-op=${a.op}
       onClick=${() => setChosen(a.op)}>${a.op}</button>`)}</div>
     ${action ? html`<${ActionForm} action=${action} busy=${busy} apply=${apply} />` : null}
-    <button id="measure" onClick=${measure} disabled=${busy}>Measure perplexity</button>
-    <${Measurement} m=${measurement} ppl=${ppl} />
   </div>`;
 }

@@ -1,7 +1,7 @@
 // mindset ui: the page. It is one client of the workbench API; everything it shows comes from there.
 import { api, forgetTokenInUrl } from './api.js';
 import { ArchitectureRows, Details, fmt } from './architecture.js';
-import { EditPanel } from './edit.js';
+import { EditPanel, Measurement } from './edit.js';
 
 const { html, render, useState, useEffect } = window.UiVendor;
 const status = (window.mindsetUi = { ready: false, readyMs: null, errors: [], busy: false, version: null });
@@ -88,7 +88,8 @@ function App() {
       <section class="right">${view === 'architecture'
         ? html`<${Details} model=${model} selection=${selection} />`
         : html`<${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />
-            <${EditPanel} ops=${ops} selection=${selection} busy=${busy} apply=${apply} measurement=${measurement} ppl=${ppl} measure=${measure} />
+            <${Measurement} m=${measurement} ppl=${ppl} measure=${measure} busy=${busy} />
+            <${EditPanel} ops=${ops} selection=${selection} busy=${busy} apply=${apply} />
             <${Export} busy=${busy} setError=${setError} />`}</section>
     </main></div>`;
 }

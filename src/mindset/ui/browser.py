@@ -1,7 +1,36 @@
-"""Driving the workbench page in headless chromium: shared by the browser tests, the screenshot script and
-the latency benchmark, so all three click the same way."""
+"""Driving the workbench page in headless chromium (Debian chromium, as the map does): a real server in a
+background thread, and the clicks a person makes. Shared by the browser tests, scripts/ui_screenshots.py and
+benchmarks/ui_latency.py, so all three use the page the same way."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
 
 from mindset.map.browser import wait_for
+
+
+@contextmanager
+def serving(bench, token: str):
+    """Yields the page's URL (with ?token=) of an app over `bench`, served by uvicorn on a free loopback port."""
+    import uvicorn
+
+    from mindset.serve.net import bind
+    from mindset.ui.app import create_app
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(bench, token=token), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def open_page(driver, url: str, timeout: float = 60.0) -> float:

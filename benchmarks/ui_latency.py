@@ -1,0 +1,129 @@
+"""Claim: on 2 cores with SmolLM2, `mindset ui` draws the architecture within 1 s of the page loading and answers
+an edit plus its quick measurement within 10 s (issue 16).
+
+    python benchmarks/ui_latency.py [--models tiny-llama,smollm2-135m] [--reps 3]
+
+Each API call goes over real HTTP to a `mindset ui` server in this process (uvicorn on loopback), --reps times,
+the median kept. The baseline beside each is the same work without the UI: the architecture JSON built
+directly, the surgery function called on a copy (no measurement, no history), the measurer called directly,
+so the ratio says what the API, the lock, the history and the quick measurement add. The page time is the
+page's own clock (performance.now() when the architecture rows are drawn) in headless chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import publish  # noqa: E402
+
+TOKEN = "bench"
+
+
+def edits_for(loaded) -> list[tuple[str, dict]]:
+    from mindset.models.anatomy import blocks
+
+    att = blocks(loaded.model)[0].attention
+    mid = len(blocks(loaded.model)) // 3
+    return [
+        ("insert_layers", {"after": mid, "n": 2, "init": "identity"}),
+        ("add_heads", {"layers": [mid], "n": att.n_heads // att.n_kv_heads}),
+        ("widen_ffn", {"layers": [mid], "add": 256, "init": "random", "seed": 0}),
+    ]
+
+
+def median_s(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def check(response):
+    response.raise_for_status()
+    return response.json()
+
+
+def bench_model(spec: str, reps: int) -> tuple[list[list], dict]:
+    import httpx
+
+    from mindset.models import load
+    from mindset.surgery.edit_steps import EDITS
+    from mindset.ui import Workbench
+    from mindset.ui.architecture import architecture_json
+    from mindset.ui.browser import serving
+    from mindset.ui.measure import Measurer
+    from mindset.ui.ops import parse_params
+
+    loaded = load(spec, device="cpu", dtype="float32")
+    rows, data = [], {}
+    with tempfile.TemporaryDirectory() as work, serving(Workbench(loaded, Path(work) / "root"), TOKEN) as url:
+        base = url.split("/?")[0]
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600)
+        measurer = Measurer(loaded)
+        measurer.quick(loaded)  # the original's log-probabilities cached, as after the server's first edit
+
+        def row(action: str, ui_s: float, base_s: float, goal: str = "") -> None:
+            rows.append([spec, action, f"{ui_s:.3f}", f"{base_s:.3f}", f"{ui_s / base_s:.1f}x" if base_s else "", goal])
+            data[f"{spec}: {action}"] = {"ui_s": ui_s, "baseline_s": base_s}
+
+        row("GET /api/model", median_s(lambda: check(client.get("/api/model")), reps), median_s(lambda: architecture_json(loaded), reps))
+        for op, params in edits_for(loaded):
+            function, parsed = EDITS[op].resolve(), parse_params(op, params)
+
+            def ui_edit(op=op, params=params):
+                check(client.post("/api/edits", json={"op": op, "params": params}))
+                check(client.post("/api/undo", json={"measure": False}))
+
+            direct = median_s(lambda f=function, p=parsed: f(copy.deepcopy(loaded.model), **p.arguments()), reps)
+            ui_s = median_s(ui_edit, reps)  # includes one undo (instant: a snapshot)
+            row(f"POST /api/edits {op} + KL + top-5 (and undo)", ui_s, direct, "≤ 10 s")
+        check(client.post("/api/edits", json={"op": "add_heads", "params": edits_for(loaded)[1][1]}))
+        row("POST /api/undo", median_s(lambda: (check(client.post("/api/undo", json={"measure": False})), check(client.post("/api/redo", json={"measure": False}))), reps) / 2, 0.0)
+        body = {"max_tokens": 512, "context": 128}
+        row("POST /api/measure (ppl 512 tokens + KL)", median_s(lambda: check(client.post("/api/measure", json=body)), reps),
+            median_s(lambda: measurer.perplexity(loaded, 512, 128), reps))  # fmt: skip
+        row("GET /api/recipe", median_s(lambda: client.get("/api/recipe").raise_for_status(), reps), 0.0)
+        page_ms = page_load_ms(url, reps)
+        row("page: architecture drawn (ms → s)", page_ms / 1000, 0.0, "≤ 1 s")
+        data[f"{spec}: page_ready_ms"] = page_ms
+    return rows, data
+
+
+def page_load_ms(url: str, reps: int) -> float:
+    from mindset.map.browser import start_chromium
+    from mindset.ui.browser import open_page
+
+    with tempfile.TemporaryDirectory() as profile:
+        driver = start_chromium(profile)
+        try:
+            open_page(driver, url)  # the first load warms chromium's caches; the median of the next ones is reported
+            return statistics.median(open_page(driver, url) for _ in range(reps))
+        finally:
+            driver.quit()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny-llama,smollm2-135m")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    rows, data = [], {}
+    for spec in args.models.split(","):
+        r, d = bench_model(spec.strip(), args.reps)
+        rows += r
+        data.update(d)
+    headers = ["model", "action", "ui s (median)", "baseline s", "ratio", "goal"]
+    publish(__file__, "mindset ui latency (HTTP on loopback; baseline: the same work called directly)", headers, rows, {"reps": args.reps, "results": data})
+
+
+if __name__ == "__main__":
+    main()
