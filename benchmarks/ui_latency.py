@@ -13,7 +13,6 @@ page's own clock (performance.now() when the architecture rows are drawn) in hea
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,15 @@ def median_s(fn, reps: int) -> float:
     return statistics.median(times)
 
 
+def paired(a, b, reps: int) -> tuple[float, float]:
+    """Medians of `a` and `b` run alternately, so a burst of load on the shared machine hits both alike."""
+    ta, tb = [], []
+    for _ in range(reps):
+        ta.append(median_s(a, 1))
+        tb.append(median_s(b, 1))
+    return statistics.median(ta), statistics.median(tb)
+
+
 def check(response):
     response.raise_for_status()
     return response.json()
@@ -75,7 +83,7 @@ def bench_model(spec: str, reps: int) -> tuple[list[list], dict]:
             rows.append([spec, action, f"{ui_s:.3f}", f"{base_s:.3f}", f"{ui_s / base_s:.1f}x" if base_s else "", goal])
             data[f"{spec}: {action}"] = {"ui_s": ui_s, "baseline_s": base_s}
 
-        row("GET /api/model", median_s(lambda: check(client.get("/api/model")), reps), median_s(lambda: architecture_json(loaded), reps))
+        row("GET /api/model", *paired(lambda: check(client.get("/api/model")), lambda: architecture_json(loaded), reps))
         for op, params in edits_for(loaded):
             function, parsed = EDITS[op].resolve(), parse_params(op, params)
 
@@ -83,14 +91,12 @@ def bench_model(spec: str, reps: int) -> tuple[list[list], dict]:
                 check(client.post("/api/edits", json={"op": op, "params": params}))
                 check(client.post("/api/undo", json={"measure": False}))
 
-            direct = median_s(lambda f=function, p=parsed: f(copy.deepcopy(loaded.model), **p.arguments()), reps)
-            ui_s = median_s(ui_edit, reps)  # includes one undo (instant: a snapshot)
+            ui_s, direct = paired(ui_edit, lambda f=function, p=parsed: f(loaded.model, **p.arguments()), reps)  # the function copies (inplace=False)
             row(f"POST /api/edits {op} + KL + top-5 (and undo)", ui_s, direct, "≤ 10 s")
         check(client.post("/api/edits", json={"op": "add_heads", "params": edits_for(loaded)[1][1]}))
         row("POST /api/undo", median_s(lambda: (check(client.post("/api/undo", json={"measure": False})), check(client.post("/api/redo", json={"measure": False}))), reps) / 2, 0.0)
         body = {"max_tokens": 512, "context": 128}
-        row("POST /api/measure (ppl 512 tokens + KL)", median_s(lambda: check(client.post("/api/measure", json=body)), reps),
-            median_s(lambda: measurer.perplexity(loaded, 512, 128), reps))  # fmt: skip
+        row("POST /api/measure (ppl 512 tokens + KL)", *paired(lambda: check(client.post("/api/measure", json=body)), lambda: measurer.perplexity(loaded, 512, 128), reps))
         row("GET /api/recipe", median_s(lambda: client.get("/api/recipe").raise_for_status(), reps), 0.0)
         page_ms = page_load_ms(url, reps)
         row("page: architecture drawn (ms → s)", page_ms / 1000, 0.0, "≤ 1 s")

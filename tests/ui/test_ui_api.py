@@ -138,3 +138,13 @@ def test_custom_modules_are_marked_in_the_architecture(api):
     fed = api.post("/api/edits", json={"op": "layerwise_feedback", "params": {"pairs": "0:1"}}).json()["model"]
     found = [m["kind"] for m in fed["custom_modules"]] + [m["kind"] for layer in fed["layers"] for m in layer["modules"] if m["custom"]]
     assert "layerwise_feedback" in found
+
+
+def test_preview_reports_the_change_without_applying_it(api):
+    identity = api.post("/api/preview", json={"op": "insert_layers", "params": {"after": 0}}).json()
+    before, after = identity["parameters"]
+    assert after - before == 43136 and identity["bytes_delta"] == 4 * 43136  # one tiny-llama block, float32
+    assert identity["preserved"] is True
+    copied = api.post("/api/preview", json={"op": "insert_layers", "params": {"after": 0, "init": "copy"}}).json()
+    assert copied["preserved"] is False and copied["measurement"]["kl"]["mean"] > 0
+    assert api.get("/api/history").json()["steps"] == [] and len(api.get("/api/model").json()["layers"]) == 2

@@ -101,3 +101,14 @@ def test_the_folder_saved_from_the_page_loads_with_the_current_logits(browser, p
     browser.find_element("id", "show-recipe").click()
     recipe = wait_for(browser, "const r = document.getElementById('recipe'); return r && r.textContent")
     assert "widen_ffn" in recipe and "seed: 4" in recipe
+
+
+def test_preview_shows_the_parameter_change_and_applies_nothing(browser, page, bench):
+    open_page(browser, page)
+    select_layer(browser, 0)
+    browser.find_element("id", "tab-edit").click()
+    browser.find_element("css selector", "button[data-op='insert_layers']").click()
+    browser.find_element("id", "preview").click()
+    text = wait_for(browser, "const p = document.getElementById('preview-result'); return p && p.textContent", 60)
+    assert "keep the function" in text and "+43,136" in text
+    assert layers_shown(browser) == [0, 1] and bench.history()["steps"] == []

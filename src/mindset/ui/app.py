@@ -97,6 +97,18 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
             out = state(body.measure, body)
             return {**out, "step": {"op": step.op, "result": step.result}, "seconds": {"edit": edit_s, "total": time.perf_counter() - start}}
 
+    @app.post("/api/preview", summary="What an edit would do (parameters, bytes, changed layers, KL), without applying it")
+    def post_preview(body: EditRequest) -> dict:
+        with workbench.lock:
+            edited, result = workbench.preview(body.op, body.params)
+            before, after = result.get("parameters", [None, None])
+            element = workbench.current.dtype.itemsize
+            out = {"op": body.op, "result": result, "parameters": [before, after], "bytes_delta": None if before is None else (after - before) * element}
+            if body.measure:
+                quick = measurer.quick(edited, body.probes, body.prompt)
+                out.update(measurement=quick, preserved=quick["kl"]["mean"] < 1e-6)
+            return out
+
     @app.post("/api/undo", summary="Undo the last edit")
     def post_undo(body: StepRequest) -> dict:
         with workbench.lock:

@@ -93,6 +93,13 @@ class Workbench:
             self._changed()
             return step
 
+    def preview(self, op: str, params: dict[str, Any] | None = None):
+        """What `apply` would give, without keeping it: (the edited model, the step's report). Nothing changes."""
+        with self.lock:
+            parsed = ops.parse_params(op, params)
+            applied = ops.apply_op(self.current, op, parsed)
+            return applied.loaded, applied.result
+
     def undo(self) -> Step:
         with self.lock:
             if self._cursor == 0:

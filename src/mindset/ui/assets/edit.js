@@ -35,23 +35,24 @@ function Field({ field, value, set }) {
   return html`<label class="field" title=${field.description}><span>${field.name}${field.required ? ' *' : ''}</span>${input}<small>${field.description}</small></label>`;
 }
 
-function ActionForm({ action, busy, apply }) {
+function ActionForm({ action, busy, apply, preview }) {
   const initial = () => Object.fromEntries(action.params.map((f) => [f.name, action.prefill[f.name] !== undefined ? String(action.prefill[f.name]) : f.enum ? String(f.default) : '']));
   const [values, setValues] = useState(initial);
   useEffect(() => setValues(initial()), [action.op, JSON.stringify(action.prefill)]);
-  const submit = (e) => {
-    e.preventDefault();
+  const collect = () => {
     const params = {};
     for (const f of action.params) {
       const v = valueOf(f, values[f.name]);
       if (v !== undefined) params[f.name] = v;
     }
-    apply(action.op, params);
+    return params;
   };
+  const submit = (e) => { e.preventDefault(); apply(action.op, collect()); };
   return html`<form class="action-form" id="action-form" onSubmit=${submit}>
     <p class="summary">${action.summary}</p>
     ${action.params.map((f) => html`<${Field} field=${f} value=${values[f.name] || ''} set=${(v) => setValues({ ...values, [f.name]: v })} />`)}
-    <button type="submit" id="apply" disabled=${busy}>${busy ? 'applying…' : 'Apply ' + action.op}</button>
+    <button type="submit" id="apply" disabled=${busy}>${busy ? 'working…' : 'Apply ' + action.op}</button>
+    <button type="button" id="preview" disabled=${busy} onClick=${() => preview(action.op, collect())}>Preview</button>
   </form>`;
 }
 
@@ -74,7 +75,18 @@ export function Measurement({ m, ppl, measure, busy }) {
   </div>`;
 }
 
-export function EditPanel({ ops, selection, busy, apply }) {
+function Preview({ p }) {
+  if (!p) return null;
+  const [before, after] = p.parameters;
+  const delta = after - before;
+  const mib = (p.bytes_delta / 2 ** 20).toFixed(2);
+  return html`<div class="preview" id="preview-result"><p><b>${p.op}</b> would change the parameters ${before.toLocaleString()} → ${after.toLocaleString()}
+    (${delta >= 0 ? '+' : ''}${delta.toLocaleString()}, ${mib} MiB) and ${p.preserved ? html`<span class="same">keep the function</span>` : html`<span class="changed">change the function</span>`}
+    (KL ${p.measurement.kl.mean.toExponential(2)}).</p>
+    ${p.result.changed_layers && p.result.changed_layers.length ? html`<table><tbody>${p.result.changed_layers.map((r) => html`<tr><th>L${r[0]}</th><td>${r[1]}</td><td>→ ${r[2]}</td></tr>`)}</tbody></table>` : null}</div>`;
+}
+
+export function EditPanel({ ops, selection, busy, apply, preview, previewed }) {
   const actions = actionsFor(selection, ops);
   const [chosen, setChosen] = useState(null);
   const action = actions.find((a) => a.op === chosen) || actions[0];
@@ -83,6 +95,7 @@ export function EditPanel({ ops, selection, busy, apply }) {
     <h3>Edit ${where}</h3>
     <div class="actions" id="actions">${actions.map((a) => html`<button class=${'action' + (action && a.op === action.op ? ' chosen' : '')} data-op=${a.op}
       onClick=${() => setChosen(a.op)}>${a.op}</button>`)}</div>
-    ${action ? html`<${ActionForm} action=${action} busy=${busy} apply=${apply} />` : null}
+    ${action ? html`<${ActionForm} action=${action} busy=${busy} apply=${apply} preview=${preview} />` : null}
+    <${Preview} p=${previewed} />
   </div>`;
 }

@@ -45,6 +45,7 @@ function App() {
   const [error, setError] = useState(null);
   const [measurement, setMeasurement] = useState(null);
   const [ppl, setPpl] = useState(null);
+  const [previewed, setPreviewed] = useState(null);
 
   useEffect(() => {
     forgetTokenInUrl();
@@ -63,10 +64,14 @@ function App() {
       const answer = await call();
       setModel(answer.model); setHistory(answer.history);
       if (answer.measurement) setMeasurement(answer.measurement);
-      setPpl(null);
+      setPpl(null); setPreviewed(null);
     } catch (err) { setError(err.message); } finally { setBusy(false); status.busy = false; }
   };
   const apply = (op, params) => run(() => api('api/edits', { op, params }));
+  const preview = async (op, params) => {
+    setBusy(true); status.busy = true; setError(null);
+    try { setPreviewed(await api('api/preview', { op, params })); } catch (err) { setError(err.message); } finally { setBusy(false); status.busy = false; }
+  };
   const undo = () => run(() => api('api/undo', {}));
   const redo = () => run(() => api('api/redo', {}));
   const measure = async () => {
@@ -89,7 +94,7 @@ function App() {
         ? html`<${Details} model=${model} selection=${selection} />`
         : html`<${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />
             <${Measurement} m=${measurement} ppl=${ppl} measure=${measure} busy=${busy} />
-            <${EditPanel} ops=${ops} selection=${selection} busy=${busy} apply=${apply} />
+            <${EditPanel} ops=${ops} selection=${selection} busy=${busy} apply=${apply} preview=${preview} previewed=${previewed} />
             <${Export} busy=${busy} setError=${setError} />`}</section>
     </main></div>`;
 }
