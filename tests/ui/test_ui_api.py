@@ -148,3 +148,12 @@ def test_preview_reports_the_change_without_applying_it(api):
     copied = api.post("/api/preview", json={"op": "insert_layers", "params": {"after": 0, "init": "copy"}}).json()
     assert copied["preserved"] is False and copied["measurement"]["kl"]["mean"] > 0
     assert api.get("/api/history").json()["steps"] == [] and len(api.get("/api/model").json()["layers"]) == 2
+
+
+def test_module_details_give_shapes_and_weight_statistics(api, tiny_llama):
+    body = api.get("/api/module", params={"path": "model.layers.0.mlp"}).json()
+    down = next(t for t in body["tensors"] if t["name"] == "down_proj.weight")
+    weight = tiny_llama.model.model.layers[0].mlp.down_proj.weight.detach().double()
+    assert down["shape"] == [64, 160] and abs(down["std"] - float(weight.std())) < 1e-9 and abs(down["norm"] - float(weight.norm())) < 1e-9
+    answer = api.get("/api/module", params={"path": "model.layers.9"})
+    assert answer.status_code == 400 and "GET /api/model" in answer.json()["error"]

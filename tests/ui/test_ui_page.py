@@ -41,6 +41,9 @@ def test_the_architecture_shows_every_layer_offline_without_errors(browser, page
     assert "token=" not in browser.current_url  # the cookie holds it now
     select_layer(browser, 2)
     assert "L2" in browser.find_element("id", "details").text and "self_attn" in browser.find_element("id", "details").text
+    select_ffn(browser, 2)
+    stats = wait_for(browser, "const t = document.getElementById('stats'); return t && t.textContent", 30)
+    assert "down_proj.weight" in stats and "64×160" in stats
     browser.save_screenshot(str(tmp_path / "architecture.png"))
 
 

@@ -72,7 +72,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
 
     def state(measure: bool, probing: Probing | None = None) -> dict[str, Any]:
         with workbench.lock:
-            out = {"model": architecture_json(workbench.current), "history": workbench.history()}
+            out = {"model": {**architecture_json(workbench.current), "version": workbench.version}, "history": workbench.history()}
             if measure and probing is not None:
                 out["measurement"] = measurer.quick(workbench.current, probing.probes, probing.prompt)
             return out
@@ -81,6 +81,13 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
     def get_model() -> dict:
         with workbench.lock:
             return {**architecture_json(workbench.current), "version": workbench.version, "original": workbench.original.name}
+
+    @app.get("/api/module", summary="One module's tensors: shapes and weight statistics")
+    def get_module(path: str) -> dict:
+        from mindset.ui.architecture import module_stats
+
+        with workbench.lock:
+            return module_stats(workbench.current, path)
 
     @app.get("/api/ops", summary="The edits POST /api/edits accepts, with their parameters")
     def get_ops() -> list[dict]:

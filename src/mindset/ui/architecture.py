@@ -68,3 +68,22 @@ def _layer_modules(b, custom: list[tuple[str, nn.Module]]) -> list[dict[str, Any
     known = {m["path"] for m in out}
     out += [_module(path, m, custom=True) for path, m in custom if path.startswith(b.path + ".") and path not in known]
     return out
+
+
+def module_stats(loaded, path: str, limit: int = 64) -> dict[str, Any]:
+    """Shapes and weight statistics (mean, std, largest |w|, Frobenius norm) of the tensors of module `path`,
+    for the details panel; computed in float64 on the CPU, one tensor at a time."""
+    import torch
+
+    from mindset.errors import MindsetError
+
+    try:
+        module = loaded.model.get_submodule(path)
+    except AttributeError:
+        raise MindsetError(f"no module {path!r} in the current model; GET /api/model lists each layer's module paths") from None
+    rows = []
+    for name, param in list(module.named_parameters())[:limit]:
+        w = param.detach().to("cpu", torch.float64)
+        rows.append({"name": name, "shape": list(w.shape), "params": w.numel(), "mean": float(w.mean()), "std": float(w.std()) if w.numel() > 1 else 0.0,
+                     "abs_max": float(w.abs().max()), "norm": float(w.norm())})  # fmt: skip
+    return {"path": path, "class": type(module).__name__, "params": _count(module), "tensors": rows}

@@ -1,6 +1,8 @@
 // The Architecture view: one row per layer, attention heads as cells (a shade per kv group), the FFN as a
 // bar whose length is its width against the widest, custom modules (memory, gates, feedback) as badges.
-const { html } = window.UiVendor;
+import { api } from './api.js';
+
+const { html, useState, useEffect } = window.UiVendor;
 
 const BADGES = { featural_memory: 'memory', associative_memory: 'memory', knn_lm: 'kNN-LM', head_gates: 'gates', layerwise_feedback: 'feedback', embedding_shim: 'shim', embedding_shim_head: 'shim' };
 
@@ -51,6 +53,22 @@ export function ArchitectureRows({ model, selection, select, compact }) {
 function fmt(n) { return n >= 1e6 ? (n / 1e6).toFixed(2) + 'M' : n >= 1e3 ? (n / 1e3).toFixed(1) + 'K' : String(n); }
 export { fmt };
 
+// The module whose tensors a selection shows: the attention for a head, the FFN for an FFN bar, else the layer.
+function pathOf(layer, selection) {
+  const kind = selection.kind === 'head' ? 'attention' : selection.kind === 'ffn' ? 'ffn' : null;
+  const found = kind && layer.modules.find((m) => m.kind === kind || (kind === 'ffn' && m.path.endsWith('.mlp')));
+  return found ? found.path : layer.path;
+}
+
+function Stats({ path, version }) {
+  const [stats, setStats] = useState(null);
+  useEffect(() => { setStats(null); api('api/module?path=' + encodeURIComponent(path)).then(setStats).catch(() => setStats(null)); }, [path, version]);
+  if (!stats) return html`<p class="hint">reading the weights of ${path}…</p>`;
+  const g = (x) => (Math.abs(x) >= 1e-3 || x === 0 ? x.toFixed(4) : x.toExponential(2));
+  return html`<h4>tensors of ${stats.path}</h4><table class="stats" id="stats"><thead><tr><th>tensor</th><th>shape</th><th>mean</th><th>std</th><th>max |w|</th></tr></thead>
+    <tbody>${stats.tensors.map((t) => html`<tr><td>${t.name}</td><td>${t.shape.join('×')}</td><td>${g(t.mean)}</td><td>${g(t.std)}</td><td>${g(t.abs_max)}</td></tr>`)}</tbody></table>`;
+}
+
 export function Details({ model, selection }) {
   if (!selection) {
     const a = model.architecture;
@@ -73,5 +91,6 @@ export function Details({ model, selection }) {
     </tbody></table>
     <h4>modules</h4>
     <table class="modules"><tbody>${layer.modules.map((m) => html`<tr class=${m.custom ? 'custom' : ''}>
-      <td>${m.path}</td><td>${m.class}</td><td>${fmt(m.params)}</td></tr>`)}</tbody></table></div>`;
+      <td>${m.path}</td><td>${m.class}</td><td>${fmt(m.params)}</td></tr>`)}</tbody></table>
+    <${Stats} path=${pathOf(layer, selection)} version=${model.version} /></div>`;
 }
