@@ -3,7 +3,7 @@ chromium the way the browser tests drive it.
 
     python scripts/ui_screenshots.py [MODEL] [--out docs/ui]     (default smollm2-135m; about a minute on 2 cores)
 
-architecture.png  the Architecture view, a layer selected (its modules and parameters)
+architecture.png  the Architecture view, a layer selected (its modules, parameters and weight statistics)
 edit-identity.png two identity blocks inserted and heads added: KL 0, the function unchanged
 edit-widen.png    an FFN widened by noisy split copies: KL > 0 and the perplexity moved
 export.png        the history, the exported recipe and a saved folder
@@ -39,6 +39,7 @@ def main() -> None:
             try:
                 print(f"architecture drawn in {open_page(driver, url):.0f} ms")
                 select_layer(driver, 3)
+                wait_for(driver, "return document.getElementById('stats')", 60)
                 driver.save_screenshot(str(args.out / "architecture.png"))
                 select_layer(driver, 1)
                 edit(driver, "insert_layers", {"after": "1", "n": "2", "init": "identity"})
