@@ -71,7 +71,7 @@ def test_no_token_is_403_everywhere_under_api(bench):
 def test_token_in_the_url_once_then_a_cookie(bench):
     bare = client_for(bench, auth=False)
     assert bare.get(f"/?token={TOKEN}").status_code == 200
-    assert bare.cookies.get("mindset_ui_token") == TOKEN
+    assert bare.cookies.get("mindset_ui_token_80") == TOKEN  # per port: two workbenches on one host keep their own
     assert bare.get("/api/model").status_code == 200  # the cookie carries it now
 
 
@@ -157,3 +157,10 @@ def test_module_details_give_shapes_and_weight_statistics(api, tiny_llama):
     assert down["shape"] == [64, 160] and abs(down["std"] - float(weight.std())) < 1e-9 and abs(down["norm"] - float(weight.norm())) < 1e-9
     answer = api.get("/api/module", params={"path": "model.layers.9"})
     assert answer.status_code == 400 and "GET /api/model" in answer.json()["error"]
+
+
+def test_bad_parameters_are_one_sentence_naming_the_value(api):
+    negative = api.post("/api/edits", json={"op": "widen_ffn", "params": {"add": -1}}).json()["error"]
+    assert negative.startswith("widen_ffn: add:") and "-1" in negative
+    unknown = api.post("/api/edits", json={"op": "add_heads", "params": {"heads": 2}}).json()["error"]
+    assert "add_heads takes layers, n, init, seed" in unknown

@@ -58,7 +58,9 @@ def parse_params(op: str, params: dict[str, Any] | None) -> BaseModel:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "params"
-        raise MindsetError(f"{op}: {where}: {first['msg']} (got {params.get(str(first['loc'][0]), '') if first['loc'] else params!r})") from None
+        got = params.get(str(first["loc"][0]), "") if first["loc"] else params
+        hint = f"; {op} takes {', '.join(f for f in model.model_fields if f != 'save')}" if first["type"] == "extra_forbidden" else ""
+        raise MindsetError(f"{op}: {where}: {first['msg']} (got {got!r}){hint}") from None
 
 
 def recipe_params(params: BaseModel) -> dict[str, Any]:

@@ -13,7 +13,11 @@ import secrets
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-COOKIE = "mindset_ui_token"
+COOKIE = "mindset_ui_token"  # + "_<port>": browsers share cookies across ports, and two workbenches have two tokens
+
+
+def cookie_name(request: Request) -> str:
+    return f"{COOKIE}_{request.url.port or 80}"
 
 
 def new_token() -> str:
@@ -25,7 +29,7 @@ def presented(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.query_params.get("token") or request.cookies.get(COOKIE)
+    return request.query_params.get("token") or request.cookies.get(cookie_name(request))
 
 
 def guard(token: str):
@@ -42,8 +46,8 @@ def guard(token: str):
             if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
                 return JSONResponse({"error": "changes are POST with a JSON body (Content-Type: application/json)"}, status_code=415)
         response = await call_next(request)
-        if valid and request.query_params.get("token") and request.cookies.get(COOKIE) != token:
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        if valid and request.query_params.get("token") and request.cookies.get(cookie_name(request)) != token:
+            response.set_cookie(cookie_name(request), token, httponly=True, samesite="strict")
         return response
 
     return middleware
