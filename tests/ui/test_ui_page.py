@@ -115,3 +115,15 @@ def test_preview_shows_the_parameter_change_and_applies_nothing(browser, page, b
     text = wait_for(browser, "const p = document.getElementById('preview-result'); return p && p.textContent", 60)
     assert "keep the function" in text and "+43,136" in text
     assert layers_shown(browser) == [0, 1] and bench.history()["steps"] == []
+
+
+def test_heal_through_the_page_lowers_the_kl_as_one_more_undoable_step(browser, page, bench):
+    open_page(browser, page)
+    select_ffn(browser, 0)
+    edit(browser, "widen_ffn", {"add": "32", "init": "split", "noise": "2.0"})
+    broken = float(browser.find_element("id", "kl-value").text)
+    browser.find_element("id", "whole-model").click()
+    edit(browser, "distill", {"steps": "6", "batch_size": "2", "seq_len": "32", "lr": "0.001", "warmup_steps": "1", "trainable": "L0.mlp"}, timeout=300)
+    assert float(browser.find_element("id", "kl-value").text) < broken
+    assert [s["op"] for s in bench.history()["steps"]] == ["widen_ffn", "distill"]
+    assert bench.history()["steps"][1]["params"]["trainable"] == ["L0.mlp"]

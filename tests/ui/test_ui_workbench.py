@@ -123,3 +123,24 @@ def test_save_confines_paths_to_root_and_writes_a_loadable_folder(bench):
     torch.testing.assert_close(logits(again), logits(bench.current), atol=1e-5, rtol=0)
     with pytest.raises(MindsetError, match="exists|overwrite"):
         bench.save("edited")
+
+
+def test_heal_by_distillation_is_one_more_step_and_the_recipe_repeats_it(bench, tmp_path):
+    from rich.console import Console
+
+    from mindset.models import load
+    from mindset.recipes.runner import run_recipe
+    from mindset.ui.measure import Measurer
+
+    measurer = Measurer(bench.original)
+    bench.apply("widen_ffn", {"add": 32, "init": "split", "noise": 2.0})
+    broken = measurer.quick(bench.current)["kl"]["mean"]
+    bench.apply("distill", {"steps": 6, "batch_size": 2, "seq_len": 32, "lr": 1e-3, "warmup_steps": 1})  # teacher: the original
+    assert measurer.quick(bench.current)["kl"]["mean"] < broken
+    path = tmp_path / "healed.yaml"
+    path.write_text(bench.recipe(save="model"))
+    run = run_recipe(path, runs_dir=tmp_path / "runs", console=Console(quiet=True), progress=False)
+    assert "runs/ui-edits/distill/student" in path.read_text()
+    same_tensors(load(run.run_dir / "distill" / "student", device="cpu", dtype="float32"), bench.current)
+    bench.undo()
+    assert measurer.quick(bench.current)["kl"]["mean"] == broken

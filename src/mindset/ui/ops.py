@@ -22,7 +22,8 @@ from rich.console import Console
 
 from mindset.errors import MindsetError
 
-EXTRA_OPS = ("ffn_to_memory",)  # edits that are recipe steps but not rows of EDITS
+EXTRA_OPS = ("ffn_to_memory", "distill")  # recipe steps that change the model but are not rows of EDITS; distill heals
+# the current model from the original (the step's default teacher is the recipe's model before any surgery)
 
 
 def op_names() -> list[str]:
@@ -79,13 +80,14 @@ def working_copy(loaded):
     return dataclasses.replace(loaded, model=copy.deepcopy(loaded.model))
 
 
-def apply_op(loaded, op: str, params: BaseModel) -> Applied:
-    """Run recipe step `op` on a working copy of `loaded`. A failure raises and leaves `loaded` as it was."""
+def apply_op(loaded, op: str, params: BaseModel, spec: str | None = None) -> Applied:
+    """Run recipe step `op` on a working copy of `loaded`, in a run whose model is `spec` (the original, which
+    distill takes as its teacher). A failure raises and leaves `loaded` as it was."""
     from mindset.runcontext import RunContext
 
     step, _ = _step(op)
     with tempfile.TemporaryDirectory(prefix="mindset-ui-") as run_dir:
-        ctx = RunContext(Path(run_dir), None, console=Console(file=io.StringIO(), width=120), progress=False)
+        ctx = RunContext(Path(run_dir), spec, device=loaded.device.type, dtype=str(loaded.dtype).removeprefix("torch."), console=Console(file=io.StringIO(), width=120), progress=False)
         ctx.set_model(working_copy(loaded))
         result = step(ctx, params)
         return Applied(ctx.loaded, result or {})
@@ -101,6 +103,8 @@ def op_catalog() -> list[dict[str, Any]]:
         summary = EDITS[op].summary if op in EDITS else (model.__doc__ or "Turn FFN blocks into memory layers.").strip().splitlines()[0]
         if op == "ffn_to_memory":
             summary = "Turn FFN blocks into memory layers (featural: top-k over the block's own slots; associative: a store)."
+        if op == "distill":
+            summary = "Heal: distil the current model from the loaded original on the shipped corpus (runs until done; keep steps small on a CPU)."
         out.append({"op": op, "summary": summary, "params": _fields(model)})
     return out
 

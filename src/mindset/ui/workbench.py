@@ -83,7 +83,7 @@ class Workbench:
         """Apply edit `op`; the redo tail is dropped. A failure changes nothing."""
         with self.lock:
             parsed = ops.parse_params(op, params)
-            applied = ops.apply_op(self.current, op, parsed)
+            applied = ops.apply_op(self.current, op, parsed, self.spec)
             step = Step(op, parsed, applied.result)
             del self._steps[self._cursor :]
             self._states = {k: v for k, v in self._states.items() if k <= self._cursor}
@@ -97,7 +97,7 @@ class Workbench:
         """What `apply` would give, without keeping it: (the edited model, the step's report). Nothing changes."""
         with self.lock:
             parsed = ops.parse_params(op, params)
-            applied = ops.apply_op(self.current, op, parsed)
+            applied = ops.apply_op(self.current, op, parsed, self.spec)
             return applied.loaded, applied.result
 
     def undo(self) -> Step:
@@ -117,7 +117,7 @@ class Workbench:
                 raise MindsetError("nothing to redo: no undone edit follows the current model")
             step = self._steps[self._cursor]
             if self._cursor + 1 not in self._states:
-                self._states[self._cursor + 1] = ops.apply_op(self.current, step.op, step.params).loaded
+                self._states[self._cursor + 1] = ops.apply_op(self.current, step.op, step.params, self.spec).loaded
             self._cursor += 1
             self._changed()
             return step
@@ -142,7 +142,7 @@ class Workbench:
         start = max(j for j in self._states if j <= k)
         loaded = self._states[start]
         for step in self._steps[start:k]:
-            loaded = ops.apply_op(loaded, step.op, step.params).loaded
+            loaded = ops.apply_op(loaded, step.op, step.params, self.spec).loaded
         return loaded
 
     def _changed(self) -> None:
@@ -165,17 +165,23 @@ class Workbench:
 
     def recipe(self, save: str | None = "model", name: str = "ui-edits") -> str:
         """A recipe YAML that rebuilds the current model from the loaded one; its last step saves the result
-        to runs/<name>/<save> (None: no save). With no edits it only inspects the model."""
+        to runs/<name>/<save> (None: no save; a last distill step saves its student to runs/<name>/<its name>/student).
+        With no edits it only inspects the model."""
         with self.lock:
-            steps = [s.entry() for s in self.applied()]
+            applied = self.applied()
+            steps = [s.entry() for s in applied]
+            where = None
             if steps and save:
                 (op, params), = steps[-1].items()
-                steps[-1] = {op: {**params, "save": save}}
+                if "save" in type(applied[-1].params).model_fields:
+                    steps[-1], where = {op: {**params, "save": save}}, f"runs/{name}/{save}"
+                else:  # distill saves its student itself
+                    where = f"runs/{name}/{params.get('name', op)}/student"
             loaded = self.original
             doc = {"name": name, "model": self.spec, "device": loaded.device.type, "dtype": str(loaded.dtype).removeprefix("torch."),
                    "steps": steps or ["inspect"]}  # fmt: skip
         head = (f"# Written by mindset ui: {len(steps)} edit(s) of {self.spec}. `mindset run` on this file rebuilds the edited model"
-                + (f" and saves it to runs/{name}/{save}.\n" if steps and save else ".\n"))
+                + (f" and saves it to {where}.\n" if where else ".\n"))
         return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
     def save(self, out: str, fmt: str = "hf", *, overwrite: bool = False, precision: str = "f32") -> dict[str, Any]:

@@ -23,6 +23,8 @@ function valueOf(field, text) {
   if (field.types.length === 1 && field.types[0] === 'integer') return parseInt(text, 10);
   if (field.types.length === 1 && field.types[0] === 'number') return parseFloat(text);
   if (field.types.length === 1 && field.types[0] === 'boolean') return text === 'true';
+  if (field.types.length === 1 && field.types[0] === 'array') return text.split(',').map((t) => t.trim()).filter(Boolean).map((t) => (/^-?\d+$/.test(t) ? +t : t));
+  if (field.types.length === 1 && field.types[0] === 'object') return JSON.parse(text);
   return text; // layers '0-3,8', heads '3:0,1', pairs '2:10': the parameters read these strings
 }
 
@@ -86,13 +88,13 @@ function Preview({ p }) {
     ${p.result.changed_layers && p.result.changed_layers.length ? html`<table><tbody>${p.result.changed_layers.map((r) => html`<tr><th>L${r[0]}</th><td>${r[1]}</td><td>→ ${r[2]}</td></tr>`)}</tbody></table>` : null}</div>`;
 }
 
-export function EditPanel({ ops, selection, busy, apply, preview, previewed }) {
+export function EditPanel({ ops, selection, select, busy, apply, preview, previewed }) {
   const actions = actionsFor(selection, ops);
   const [chosen, setChosen] = useState(null);
   const action = actions.find((a) => a.op === chosen) || actions[0];
   const where = !selection ? 'the whole model' : selection.kind === 'head' ? `head L${selection.layer}.H${selection.head}` : selection.kind === 'ffn' ? `the FFN of L${selection.layer}` : `layer L${selection.layer}`;
   return html`<div class="edit-panel" id="edit-panel">
-    <h3>Edit ${where}</h3>
+    <h3>Edit ${where} ${selection ? html`<button id="whole-model" class="action" onClick=${() => select(null)}>whole model</button>` : null}</h3>
     <div class="actions" id="actions">${actions.map((a) => html`<button class=${'action' + (action && a.op === action.op ? ' chosen' : '')} data-op=${a.op}
       onClick=${() => setChosen(a.op)}>${a.op}</button>`)}</div>
     ${action ? html`<${ActionForm} action=${action} busy=${busy} apply=${apply} preview=${preview} />` : null}

@@ -94,7 +94,7 @@ function App() {
         ? html`<${Details} model=${model} selection=${selection} />`
         : html`<${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />
             <${Measurement} m=${measurement} ppl=${ppl} measure=${measure} busy=${busy} />
-            <${EditPanel} ops=${ops} selection=${selection} busy=${busy} apply=${apply} preview=${preview} previewed=${previewed} />
+            <${EditPanel} ops=${ops} selection=${selection} select=${setSelection} busy=${busy} apply=${apply} preview=${preview} previewed=${previewed} />
             <${Export} busy=${busy} setError=${setError} />`}</section>
     </main></div>`;
 }
