@@ -54,10 +54,10 @@ def pretrain(config: PretrainConfig, *, runs_dir: str | Path = "runs", resume: b
     from mindset.train.variants import build_model
 
     settings = config.train
-    run = _claim(Path(runs_dir) / config.name, resume, overwrite)
     tokenizer = load_tokenizer(config.tokenizer)
+    loaded, edits = build_model(config, tokenizer)  # the surgery checks its steps against the model here
     train_blocks, valid_blocks = _data(config, tokenizer)
-    loaded, edits = build_model(config, tokenizer)
+    run = _claim(Path(runs_dir) / config.name, resume, overwrite)  # only then is the run folder touched
     loaded.model.to(resolve_device(settings.device)).train()
     L.seed_everything(config.seed, workers=True, verbose=False)
     module, header = _module(config, loaded, edits)

@@ -1,0 +1,173 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from mindset.errors import MindsetError
+from mindset.models import load
+from mindset.train.pretrain import pretrain, read_config
+from mindset.train.pretrain_config import PretrainConfig
+
+TINY = {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 2, "d_ff": 64}
+FAST = {"tokens": 24 * 4 * 32, "batch_size": 4, "seq_len": 32, "lr": 1e-2, "warmup_steps": 3, "eval_every": 8, "eval_tokens": 512, "checkpoint_every": 4}
+
+
+def config(name="p", surgery=(), train=None, data=None, **extra) -> PretrainConfig:
+    return PretrainConfig(name=name, model=TINY, surgery=list(surgery), train={**FAST, **(train or {})}, data=data or {"max_train_tokens": 40_000}, **extra)
+
+
+def rows_of(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())["rows"]
+
+
+VARIANTS = {
+    "dense": [],
+    "featural-memory": [{"ffn_to_memory": {"layers": "0,2", "k": 8}}],
+    "associative-memory": [{"ffn_to_memory": {"layers": [1], "kind": "associative", "k": 4, "capacity": 64}}],
+    "head-gates": [{"head_gates": {}}],
+    "feedback": [{"layerwise_feedback": {"pairs": [[0, 2]]}}],
+    "deeper": [{"insert_layers": {"after": 1, "n": 1}}],
+    "shallower": [{"drop_layers": {"layers": [2]}}],
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_each_variant_learns(variant, tmp_path, mindset_home):
+    result = pretrain(config(variant, VARIANTS[variant], variant=variant), runs_dir=tmp_path, progress=False)
+    rows = rows_of(result.run_dir)
+    assert [r["step"] for r in rows] == [0, 8, 16, 24]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 1.0  # from ~ln(259) = 5.56 nats: it learned the bytes' statistics
+    record = json.loads((result.run_dir / "pretrain.json").read_text())
+    assert [e["step"] for e in record["edits"]] == [next(iter(s)) for s in VARIANTS[variant]]
+    assert record["tokens"] == 24 * 4 * 32 and rows[-1]["flops"] == record["tokens"] * record["flops_per_token"]
+    back = load(result.model_dir)  # the surgery's modules save and load like any edited model
+    assert sum(p.numel() for p in back.model.parameters()) == record["parameters"]
+
+
+def test_variant_shapes_change_the_model(tmp_path, mindset_home):
+    from mindset.surgery import feedback_pairs, memory_layers
+    from mindset.train.tokens import load_tokenizer
+    from mindset.train.variants import build_model
+
+    tokenizer = load_tokenizer("byte")
+    dense, _ = build_model(config(), tokenizer)
+    memory, edits = build_model(config(surgery=VARIANTS["featural-memory"] + VARIANTS["feedback"]), tokenizer)
+    assert memory_layers(memory.model) == {0: "featural", 2: "featural"} and feedback_pairs(memory.model) == [(0, 2)]
+    assert edits[1]["parameters"][1] - edits[1]["parameters"][0] == 32 * 32  # one zero-initialised hidden x hidden projection
+    deeper, _ = build_model(config(surgery=VARIANTS["deeper"]), tokenizer)
+    assert deeper.model.config.num_hidden_layers == 4 and dense.model.config.num_hidden_layers == 3
+    again, _ = build_model(config(), tokenizer)
+    assert all((a == b).all() for a, b in zip(dense.model.parameters(), again.model.parameters()))  # same config, same init
+    other, _ = build_model(config(seed=1), tokenizer)
+    assert not (next(other.model.parameters()) == next(dense.model.parameters())).all()
+
+
+def test_resume_after_an_exception_equals_an_uninterrupted_run_with_surgery(tmp_path, mindset_home):
+    class Crash(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 10:
+                raise RuntimeError("simulated crash")
+
+    variant = VARIANTS["featural-memory"] + VARIANTS["feedback"] + VARIANTS["head-gates"]
+    whole = pretrain(config("whole", variant), runs_dir=tmp_path, progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pretrain(config("broken", variant), runs_dir=tmp_path, progress=False, callbacks=[Crash()])
+    resumed = pretrain(config("broken", variant), runs_dir=tmp_path, resume=True, progress=False)
+    assert json.loads((resumed.run_dir / "pretrain.json").read_text())["resumed_from_step"] == 8
+    want, got = load_file(whole.model_dir / "model.safetensors"), load_file(resumed.model_dir / "model.safetensors")
+    assert want.keys() == got.keys() and max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
+    want_rows, got_rows = rows_of(whole.run_dir), rows_of(resumed.run_dir)
+    assert [(r["step"], r["tokens"]) for r in got_rows] == [(r["step"], r["tokens"]) for r in want_rows] == [(0, 0), (8, 1024), (16, 2048), (24, 3072)]
+    assert [r["val_loss"] for r in got_rows] == pytest.approx([r["val_loss"] for r in want_rows], abs=1e-6)
+
+
+KILL_CONFIG = {
+    "name": "k", "model": TINY,
+    "train": {"tokens": 90 * 4 * 32, "batch_size": 4, "seq_len": 32, "checkpoint_every": 10, "eval_every": 30, "eval_tokens": 512, "device": "cpu"},
+    "data": {"max_train_tokens": 40_000},
+}  # fmt: skip
+
+
+def cli_pretrain(config_path, run_dir, *extra):
+    return [sys.executable, "-m", "mindset", "pretrain", str(config_path), "-o", str(run_dir), *extra]
+
+
+def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path, mindset_home):
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump(KILL_CONFIG))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(cli_pretrain(path, tmp_path / "whole"), check=True, capture_output=True, env=env, timeout=600)
+    victim = subprocess.Popen(cli_pretrain(path, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while not any(p.name >= "step=000030.ckpt" for p in checkpoints.glob("step=*.ckpt")):
+        assert victim.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere between checkpoints
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "model").exists()
+    subprocess.run(cli_pretrain(path, tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
+    want = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    assert want.keys() == got.keys()
+    assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
+    record = json.loads((tmp_path / "killed" / "pretrain.json").read_text())
+    assert record["resumed_from_step"] >= 30 and record["steps_done"] == 90
+    whole_rows, killed_rows = rows_of(tmp_path / "whole"), rows_of(tmp_path / "killed")
+    assert [r["step"] for r in killed_rows] == [0, 30, 60, 90]
+    assert [r["val_loss"] for r in killed_rows] == pytest.approx([r["val_loss"] for r in whole_rows], abs=1e-6)
+
+
+# --- bad input: one line each, before a weight is built ------------------------------------------------
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"modle": {}}, r"c.yaml:1: top level: unknown field 'modle' \(did you mean 'model'\?\)"),
+    ({"model": {"hiden": 64}}, r"unknown field 'hiden'"),
+    ({"train": {"batch_sise": 4}}, r"unknown field 'batch_sise'"),
+    ({"model": {"layers": 0}}, r"model.layers.*greater than or equal to 1"),
+    ({"model": {"hidden": 100, "heads": 8}}, r"heads 8 must divide hidden 100"),
+    ({"model": {"hidden": 64, "heads": 4, "kv_heads": 3}}, r"kv_heads 3 must divide heads 4"),
+    ({"model": {"context": 64}, "train": {"seq_len": 128}}, r"train.seq_len 128 is longer than model.context 64"),
+    ({"surgery": [{"ffn_to_memroy": {}}]}, r"surgery\[0\]: unknown step 'ffn_to_memroy'; did you mean 'ffn_to_memory'\?"),
+    ({"surgery": [{"ffn_to_memory": {"k": 0}}]}, r"surgery\[0\].ffn_to_memory.k: Input should be greater than or equal to 1"),
+    ({"surgery": [{"head_gates": {}, "drop_layers": {"layers": [1]}}]}, r"surgery\[0\] must be one mapping"),
+    ({"tokenizer": "gpt4"}, r"tokenizer"),
+])  # fmt: skip
+def test_config_errors_are_one_line(tmp_path, data, message):
+    with pytest.raises(MindsetError, match=message) as caught:
+        read_config(write(tmp_path, data))
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cli_prints_one_line_and_exits_2(tmp_path, cli):
+    code, out, err = cli("pretrain", write(tmp_path, {"model": {"hidden": 100, "heads": 8}}))
+    assert code == 2 and err.count("\n") == 1 and "heads 8 must divide hidden 100" in err
+
+
+def test_a_surgery_step_that_does_not_fit_the_model_is_refused_before_training(tmp_path, mindset_home):
+    with pytest.raises(MindsetError, match="layer"):
+        pretrain(config(surgery=[{"drop_layers": {"layers": [7]}}]), runs_dir=tmp_path, progress=False)
+    assert not (tmp_path / "p" / "checkpoints").exists()
+
+
+def test_too_little_data_for_one_sequence(tmp_path, mindset_home):
+    text = tmp_path / "t.txt"
+    text.write_text("one short paragraph.\n\nand another.\n")
+    with pytest.raises(MindsetError, match="fewer than one sequence of 32"):
+        pretrain(config(data={"corpus": str(text)}), runs_dir=tmp_path, progress=False)
