@@ -141,10 +141,10 @@ def write(tmp_path, data) -> str:
     ({"model": {"hiden": 64}}, r"unknown field 'hiden'"),
     ({"train": {"batch_sise": 4}}, r"unknown field 'batch_sise'"),
     ({"model": {"layers": 0}}, r"model.layers.*greater than or equal to 1"),
-    ({"model": {"hidden": 100, "heads": 8}}, r"heads 8 must divide hidden 100"),
-    ({"model": {"hidden": 64, "heads": 4, "kv_heads": 3}}, r"kv_heads 3 must divide heads 4"),
+    ({"model": {"hidden": 100, "heads": 8}}, r"c.yaml:\d: model.heads 8 must divide model.hidden 100 \(head_dim = hidden / heads\)$"),
+    ({"model": {"hidden": 64, "heads": 4, "kv_heads": 3}}, r"c.yaml:\d: model.kv_heads 3 must divide model.heads 4$"),
     ({"model": {"context": 64}, "train": {"seq_len": 128}}, r"train.seq_len 128 is longer than model.context 64"),
-    ({"surgery": [{"ffn_to_memroy": {}}]}, r"surgery\[0\]: unknown step 'ffn_to_memroy'; did you mean 'ffn_to_memory'\?"),
+    ({"surgery": [{"ffn_to_memroy": {}}]}, r"c.yaml:\d: surgery\[0\]: unknown step 'ffn_to_memroy'; did you mean 'ffn_to_memory'\? steps: ffn_to_memory, widen_ffn"),
     ({"surgery": [{"ffn_to_memory": {"k": 0}}]}, r"surgery\[0\].ffn_to_memory.k: Input should be greater than or equal to 1"),
     ({"surgery": [{"head_gates": {}, "drop_layers": {"layers": [1]}}]}, r"surgery\[0\] must be one mapping"),
     ({"tokenizer": "gpt4"}, r"tokenizer"),
@@ -157,7 +157,7 @@ def test_config_errors_are_one_line(tmp_path, data, message):
 
 def test_the_cli_prints_one_line_and_exits_2(tmp_path, cli):
     code, out, err = cli("pretrain", write(tmp_path, {"model": {"hidden": 100, "heads": 8}}))
-    assert code == 2 and err.count("\n") == 1 and "heads 8 must divide hidden 100" in err
+    assert code == 2 and err.count("\n") == 1 and "model.heads 8 must divide model.hidden 100" in err
 
 
 def test_a_surgery_step_that_does_not_fit_the_model_is_refused_before_training(tmp_path, mindset_home):
@@ -171,3 +171,53 @@ def test_too_little_data_for_one_sequence(tmp_path, mindset_home):
     text.write_text("one short paragraph.\n\nand another.\n")
     with pytest.raises(MindsetError, match="fewer than one sequence of 32"):
         pretrain(config(data={"corpus": str(text)}), runs_dir=tmp_path, progress=False)
+
+
+# --- surgery during training: grow and prune on a schedule ---------------------------------------------
+
+SCHEDULE = [{"at": 6, "grow_saturated": {"threshold": 0.01}}, {"at": 12, "prune_closed": {"threshold": 0.99}}]  # every head grows, then most go
+
+
+def heads_of(model):
+    from mindset.models.anatomy import blocks
+
+    return [b.n_heads for b in blocks(model)]
+
+
+def test_scheduled_grow_and_prune_change_the_heads_and_keep_learning(tmp_path, mindset_home):
+    result = pretrain(config("g", VARIANTS["head-gates"], schedule=SCHEDULE), runs_dir=tmp_path, progress=False)
+    record = json.loads((result.run_dir / "pretrain.json").read_text())
+    assert [s["at"] for s in record["scheduled"]] == [6, 12]
+    grown = load(tmp_path / "g" / "structure" / "step=000006")
+    assert heads_of(grown.model) == [6, 6, 6]  # one kv group (2 query heads) added to each of the 4-head layers
+    assert heads_of(load(result.model_dir).model) == [2, 2, 2]  # all closed: one group kept per layer
+    rows = rows_of(result.run_dir)
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 1.0 and rows[-1]["parameters"] < rows[0]["parameters"]
+    assert record["parameters_final"] == rows[-1]["parameters"]
+
+
+@pytest.mark.parametrize("crash_at", [10, 14])  # after the first edit only, after both
+def test_resume_after_scheduled_edits_equals_an_uninterrupted_run(tmp_path, mindset_home, crash_at):
+    class Crash(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == crash_at:
+                raise RuntimeError("simulated crash")
+
+    run = lambda name, **kw: pretrain(config(name, VARIANTS["head-gates"], schedule=SCHEDULE), runs_dir=tmp_path, progress=False, **kw)  # noqa: E731
+    whole = run("whole")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run("broken", callbacks=[Crash()])
+    resumed = run("broken", resume=True)
+    want, got = load_file(whole.model_dir / "model.safetensors"), load_file(resumed.model_dir / "model.safetensors")
+    assert want.keys() == got.keys() and max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
+    assert [r["val_loss"] for r in rows_of(resumed.run_dir)] == pytest.approx([r["val_loss"] for r in rows_of(whole.run_dir)], abs=1e-6)
+    assert [r["flops"] for r in rows_of(resumed.run_dir)] == pytest.approx([r["flops"] for r in rows_of(whole.run_dir)])
+
+
+def test_schedule_errors(tmp_path):
+    with pytest.raises(MindsetError, match=r"schedule\[0\] needs at"):
+        read_config(write(tmp_path, {"schedule": [{"grow_saturated": {}}]}))
+    with pytest.raises(MindsetError, match=r"schedule\[0\]: unknown step 'grow'; did you mean 'grow_saturated'"):
+        read_config(write(tmp_path, {"schedule": [{"at": 3, "grow": {}}]}))
+    with pytest.raises(MindsetError, match=r"schedule: step 900 is not before the run's last step"):
+        read_config(write(tmp_path, {"train": {"tokens": 4096, "batch_size": 4, "seq_len": 32}, "schedule": [{"at": 900, "prune_closed": {}}]}))

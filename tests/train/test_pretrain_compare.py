@@ -94,7 +94,7 @@ def test_the_shipped_experiments_cover_the_issue_questions():
 def test_an_experiment_error_names_the_variant(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text(yaml.safe_dump({"name": "e", "variants": {"ok": {}, "bad": {"model": {"heads": 3, "hidden": 32}}}}))
-    with pytest.raises(MindsetError, match=r"e.yaml:\d+: .*heads 3 must divide hidden 32"):
+    with pytest.raises(MindsetError, match=r"e.yaml:\d+: model.heads 3 must divide model.hidden 32"):
         read_experiment(path)
     with pytest.raises(MindsetError, match="no variant 'nope'"):
         read_experiment(path, only=["nope"])

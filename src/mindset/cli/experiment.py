@@ -44,6 +44,8 @@ def run(
     out: Optional[Path] = out_option(None, "the experiment folder (default runs/<name>)"),
     seeds: Optional[list[str]] = ListOption(None, "--seeds", help="run only these seeds (default: the experiment's)"),
     only: Optional[list[str]] = ListOption(None, "--only", help="run only these variants"),
+    tokens: Optional[int] = typer.Option(None, min=1, help="override every run's token budget (train.tokens), for a quick look"),
+    eval_every: Optional[int] = typer.Option(None, min=1, help="override every run's train.eval_every"),
 ) -> None:
     """Run every variant x seed of an experiment (finished runs kept, interrupted ones resumed), then compare."""
     quiet_transformers()
@@ -54,9 +56,11 @@ def run(
     if chosen and not all(s.strip().lstrip("-").isdigit() for s in chosen):
         raise MindsetError(f"--seeds {','.join(chosen)}: give whole numbers, e.g. --seeds 0,1")
     seed_list = [int(s) for s in chosen] if chosen else None
-    spec, _ = read_experiment(experiment, seed_list, split_list(only))
+    train = {k: v for k, v in {"tokens": tokens, "eval_every": eval_every}.items() if v is not None}
+    spec, _ = read_experiment(experiment, seed_list, split_list(only), train)
     folder = out if out is not None else Path("runs") / spec.name
-    result = run_experiment(experiment, folder, seeds=seed_list, only=split_list(only), say=lambda text: console.print(text, highlight=False))
+    result = run_experiment(experiment, folder, seeds=seed_list, only=split_list(only), train=train,
+                            say=lambda text: console.print(text, highlight=False))
     _show(result, folder / "compare")
 
 

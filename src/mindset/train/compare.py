@@ -49,7 +49,7 @@ class Variant:
         canaries = [run["record"]["canary_accuracy"] for run in self.runs if run.get("record", {}).get("canary_accuracy") is not None]
         return {
             "variant": self.name, "seeds": sorted(run.get("seed", 0) for run in self.runs),
-            "parameters": round(statistics.fmean(run["parameters"] for run in self.runs)),
+            "parameters": round(statistics.fmean(run["rows"][-1].get("parameters", run["parameters"]) for run in self.runs)),
             "step": last["step"], "tokens": last["tokens"], "flops": last["flops"],
             "val_loss": last["mean"], "val_loss_std": last["std"], "val_ppl": math.exp(last["mean"]),
             "tokens_per_s": statistics.fmean(speeds) if speeds else None,

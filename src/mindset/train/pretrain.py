@@ -62,7 +62,7 @@ def pretrain(config: PretrainConfig, *, runs_dir: str | Path = "runs", resume: b
     L.seed_everything(config.seed, workers=True, verbose=False)
     module, header = _module(config, loaded, edits)
     loader = _loader(train_blocks, config, run.start_step)
-    own = _callbacks(config, run, valid_blocks, header, progress)
+    own = _callbacks(config, run, valid_blocks, header, progress, tokenizer)
     trainer = build_trainer(loaded, settings, run, [*own, *callbacks], progress)
     seconds = fit(trainer, module, loader, run, settings)
     return _record(config, loaded, run, trainer, module, header, seconds)
@@ -124,7 +124,7 @@ def _loader(blocks, config: PretrainConfig, start_step: int):
     return torch.utils.data.DataLoader(batches, batch_size=None)
 
 
-def _callbacks(config: PretrainConfig, run: _Run, valid_blocks: torch.Tensor, header: dict, progress: bool) -> list:
+def _callbacks(config: PretrainConfig, run: _Run, valid_blocks: torch.Tensor, header: dict, progress: bool, tokenizer) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from mindset.train.pretrain_module import ValidLoss
@@ -134,6 +134,10 @@ def _callbacks(config: PretrainConfig, run: _Run, valid_blocks: torch.Tensor, he
     saver = ModelCheckpoint(dirpath=run.checkpoints, filename="step={step:06d}", auto_insert_metric_name=False,
                             every_n_train_steps=s.checkpoint_every, save_top_k=s.keep_checkpoints, monitor="step", mode="max")
     out = [ValidLoss(valid_blocks, s.eval_every, s.batch_size, run.run_dir / METRICS, header), saver, LearningRateMonitor(logging_interval="step")]
+    if config.schedule:
+        from mindset.train.schedule import ScheduledSurgery
+
+        out.insert(0, ScheduledSurgery(config.schedule, tokenizer, run.run_dir / "structure", config.seed, s.seq_len))  # before validation
     if progress:
         out.append(progress_bar("pretrain"))
     return out
@@ -143,15 +147,15 @@ def _record(config: PretrainConfig, loaded, run: _Run, trainer, module, header: 
     """Save the model, then pretrain.json: what the run was and what it measured."""
     from mindset.models import save
 
-    loaded.model.eval()
-    if config.train.compile:
-        del loaded.model.forward  # the compiled wrapper is an instance attribute; the class's forward saves
+    loaded.model = module.student.eval()  # a scheduled edit (or a resume after one) may have replaced it
+    loaded.model.__dict__.pop("forward", None)  # torch.compile's wrapper is an instance attribute; the class's forward saves
     model_dir = save(loaded, run.run_dir / "model", overwrite=True)
     final = module.rows[-1] if module.rows else {}
     total_tokens = module.tokens_seen
     record = {
         **header, "config": config.model_dump(mode="json"), "resumed_from_step": run.start_step,
-        "steps_done": trainer.global_step, "tokens": total_tokens, "seconds": seconds,
+        "steps_done": trainer.global_step, "tokens": total_tokens, "seconds": seconds, "scheduled": module.applied,
+        "parameters_final": sum(p.numel() for p in module.student.parameters()),
         "tokens_per_s": total_tokens / module.train_seconds if module.train_seconds else None,
         "final": final, "val_loss": final.get("val_loss"),
         "val_ppl": math.exp(final["val_loss"]) if final.get("val_loss") is not None else None,

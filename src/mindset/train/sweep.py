@@ -44,8 +44,10 @@ def merged(base: dict, change: dict) -> dict:
     return out
 
 
-def read_experiment(path: str | Path, seeds: list[int] | None = None, only: list[str] | None = None) -> tuple[Experiment, list[PretrainConfig]]:
-    """The experiment and the config of every run it makes (validated, each error naming the variant)."""
+def read_experiment(path: str | Path, seeds: list[int] | None = None, only: list[str] | None = None,
+                    train: dict[str, Any] | None = None) -> tuple[Experiment, list[PretrainConfig]]:
+    """The experiment and the config of every run it makes (validated, each error naming the variant);
+    `train` overrides the train settings of every run (a shorter budget for a quick look)."""
     doc = load_yaml(path)
     experiment = validate(Experiment, doc.data, doc)
     unknown = sorted(set(only or ()) - set(experiment.variants))
@@ -56,19 +58,19 @@ def read_experiment(path: str | Path, seeds: list[int] | None = None, only: list
         if only and variant not in only:
             continue
         for seed in seeds if seeds is not None else experiment.seeds:
-            data = merged(experiment.base, change) | {"name": f"{variant}-s{seed}", "variant": variant, "seed": seed}
+            data = merged(merged(experiment.base, change), {"train": train or {}}) | {"name": f"{variant}-s{seed}", "variant": variant, "seed": seed}
             configs.append(validate(PretrainConfig, data, doc, ("variants", variant)))
     return experiment, configs
 
 
 def run_experiment(path: str | Path, out: str | Path, *, seeds: list[int] | None = None, only: list[str] | None = None,
-                   progress: bool = True, say=print) -> dict:
+                   train: dict[str, Any] | None = None, progress: bool = True, say=print) -> dict:
     """Run every (variant, seed) not already finished, then compare them all; returns compare.json's content."""
     from mindset.train.compare import compare_runs
     from mindset.train.distill import latest_checkpoint
     from mindset.train.pretrain import RECORD, pretrain
 
-    experiment, configs = read_experiment(path, seeds, only)
+    experiment, configs = read_experiment(path, seeds, only, train)
     out = Path(out)
     for number, config in enumerate(configs, 1):
         folder = out / config.name

@@ -35,7 +35,7 @@ def check_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError(f"surgery[{index}] must be one mapping {{step: {{params}}}}, e.g. {{ffn_to_memory: {{k: 32}}}}")
         (name, params), = entry.items()
         if name not in table:
-            hint = difflib.get_close_matches(str(name), table, n=1, cutoff=0.5)
+            hint = difflib.get_close_matches(str(name), table, n=1, cutoff=0.4)
             suggestion = f"did you mean {hint[0]!r}? " if hint else ""
             raise ValueError(f"surgery[{index}]: unknown step {name!r}; {suggestion}steps: {', '.join(table)}")
         try:
