@@ -221,3 +221,24 @@ def test_schedule_errors(tmp_path):
         read_config(write(tmp_path, {"schedule": [{"at": 3, "grow": {}}]}))
     with pytest.raises(MindsetError, match=r"schedule: step 900 is not before the run's last step"):
         read_config(write(tmp_path, {"train": {"tokens": 4096, "batch_size": 4, "seq_len": 32}, "schedule": [{"at": 900, "prune_closed": {}}]}))
+
+
+def test_lr_multipliers_move_gates_faster(tmp_path, mindset_home):
+    def gate_spread(name, **train):
+        result = pretrain(config(name, VARIANTS["head-gates"], train={"tokens": 8 * 4 * 32, **train}), runs_dir=tmp_path, progress=False)
+        from mindset.surgery import gate_report
+
+        return max(abs(row["logit"]) for row in gate_report(load(result.model_dir).model))
+
+    assert gate_spread("fast", lr_multipliers={"*gate_logits": 100}) > 10 * gate_spread("plain")
+    with pytest.raises(MindsetError, match="matches no trainable parameter"):
+        pretrain(config("typo", train={"lr_multipliers": {"*gate_logit": 100}}), runs_dir=tmp_path, progress=False)
+
+
+def test_head_dim_lets_a_model_start_with_fewer_full_width_heads(mindset_home):
+    from mindset.train.tokens import load_tokenizer
+    from mindset.train.variants import build_model
+
+    loaded, _ = build_model(PretrainConfig(model={**TINY, "heads": 2, "kv_heads": 1, "head_dim": 8}), load_tokenizer("byte"))
+    attention = loaded.model.model.layers[0].self_attn
+    assert attention.q_proj.weight.shape == (16, 32) and attention.o_proj.weight.shape == (32, 16)

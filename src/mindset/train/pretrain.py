@@ -56,6 +56,7 @@ def pretrain(config: PretrainConfig, *, runs_dir: str | Path = "runs", resume: b
     settings = config.train
     tokenizer = load_tokenizer(config.tokenizer)
     loaded, edits = build_model(config, tokenizer)  # the surgery checks its steps against the model here
+    _check_multipliers(loaded.model, settings.lr_multipliers)
     train_blocks, valid_blocks = _data(config, tokenizer)
     run = _claim(Path(runs_dir) / config.name, resume, overwrite)  # only then is the run folder touched
     loaded.model.to(resolve_device(settings.device)).train()
@@ -66,6 +67,13 @@ def pretrain(config: PretrainConfig, *, runs_dir: str | Path = "runs", resume: b
     trainer = build_trainer(loaded, settings, run, [*own, *callbacks], progress)
     seconds = fit(trainer, module, loader, run, settings)
     return _record(config, loaded, run, trainer, module, header, seconds)
+
+
+def _check_multipliers(model, multipliers: dict[str, float]) -> None:
+    from mindset.train.distill import check_multipliers
+
+    if multipliers:
+        check_multipliers({n for n, _ in model.named_parameters()}, multipliers)
 
 
 def _claim(run_dir: Path, resume: bool, overwrite: bool) -> _Run:

@@ -35,7 +35,8 @@ class ArchConfig(BaseModel):
 
     layers: int = Field(4, ge=1, le=256, description="decoder layers (num_hidden_layers)")
     hidden: int = Field(128, ge=8, description="model width (hidden_size)")
-    heads: int = Field(4, ge=1, description="query heads (num_attention_heads); must divide hidden")
+    heads: int = Field(4, ge=1, description="query heads (num_attention_heads); must divide hidden unless head_dim is given")
+    head_dim: int | None = Field(None, ge=2, description="width of each head (default: hidden / heads); set it to start with fewer, full-width heads that may grow")
     kv_heads: int | None = Field(None, ge=1, description="key/value heads (num_key_value_heads); must divide heads (default: heads)")
     d_ff: int = Field(512, ge=1, description="FFN width (intermediate_size)")
     context: int | None = Field(None, ge=8, description="max_position_embeddings (default: the training seq_len)")
@@ -45,13 +46,13 @@ class ArchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _heads_fit(self) -> ArchConfig:
-        if self.hidden % self.heads:
+        if self.head_dim is None and self.hidden % self.heads:
             raise sentence(f"model.heads {self.heads} must divide model.hidden {self.hidden} (head_dim = hidden / heads)", "heads")
         kv = self.kv_heads or self.heads
         if kv > self.heads or self.heads % kv:
             raise sentence(f"model.kv_heads {kv} must divide model.heads {self.heads}", "kv_heads")
-        if (self.hidden // self.heads) % 2:
-            raise sentence(f"head_dim {self.hidden // self.heads} (model.hidden / model.heads) must be even for rotary positions", "heads")
+        if (self.head_dim or self.hidden // self.heads) % 2:
+            raise sentence(f"head_dim {self.head_dim or self.hidden // self.heads} must be even for rotary positions", "heads")
         return self
 
 
@@ -70,6 +71,7 @@ class TrainSettings(BaseModel):
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (norms, biases and gates get none)")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
     grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient norm (null: no clipping)")
+    lr_multipliers: dict[str, float] = Field({}, description="learning-rate factors by parameter-name glob, first match wins, no weight decay: {'*gate_logits': 100} lets head gates move (saturate or close) within a short run")
     eval_every: int = Field(50, ge=1, description="validation loss every N optimizer steps (and at the last)")
     eval_tokens: int = Field(32768, ge=16, description="tokens of the valid split the validation loss reads (the same ones every time)")
     checkpoint_every: int = Field(50, ge=1, description="checkpoint every N steps")
@@ -79,6 +81,14 @@ class TrainSettings(BaseModel):
     compile: bool = Field(False, description="torch.compile the model's forward (GPU)")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     peak_flops: float | None = Field(None, gt=0, description="the device's peak FLOP/s for MFU (default: looked up from the GPU's name)")
+
+    @field_validator("lr_multipliers")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {glob: factor for glob, factor in value.items() if not factor > 0}
+        if bad:
+            raise sentence(f"train.lr_multipliers must be positive factors, not {bad}")
+        return value
 
     @property
     def tokens_per_step(self) -> int:

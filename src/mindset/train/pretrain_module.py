@@ -8,6 +8,7 @@ exactly the rows it had at its checkpoint and appends the same ones an uninterru
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from mindset.fileio import atomic_write_json
 from mindset.train.losses import next_token_ce
-from mindset.train.module import DistillModule, lr_factor
+from mindset.train.module import DistillModule, lr_factor, scaled_groups
 
 NO_DECAY_NDIM = 2  # vectors (norms, biases, head-gate logits, a memory gate) take no weight decay
 
@@ -49,14 +50,24 @@ class PretrainModule(DistillModule):
 
     def configure_optimizers(self):
         s = self.config
-        decay = [p for p in self.student.parameters() if p.ndim >= NO_DECAY_NDIM]
-        plain = [p for p in self.student.parameters() if p.ndim < NO_DECAY_NDIM]
-        groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": plain, "weight_decay": 0.0}]
         fused = {"fused": True} if self.device.type == "cuda" else {}
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=s.lr, betas=tuple(s.betas), **fused)
+        optimizer = torch.optim.AdamW(self.param_groups(), lr=s.lr, betas=tuple(s.betas), **fused)
         offset = self.lr_offset
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step + offset, s.warmup_steps, s.steps, s.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def param_groups(self) -> list[dict]:
+        """Matrices with weight decay, vectors without; a parameter matching an lr_multipliers glob gets
+        lr x its factor and no decay (distillation's scaled_groups), so gate logits can move fast."""
+        s = self.config
+        named = list(self.student.named_parameters())
+        scaled = [(n, p) for n, p in named if any(fnmatch.fnmatchcase(n, g) for g in s.lr_multipliers)]
+        names = {n for n, _ in scaled}
+        groups = scaled_groups(scaled, s.lr, s.lr_multipliers) if scaled else []
+        decay = [p for n, p in named if n not in names and p.ndim >= NO_DECAY_NDIM]
+        plain = [p for n, p in named if n not in names and p.ndim < NO_DECAY_NDIM]
+        groups += [{"params": decay, "weight_decay": s.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
 
     def adopt(self, model: torch.nn.Module, seq_len: int) -> None:
         """Train `model` from now on (a scheduled edit's result): its parameters, its FLOPs per token."""

@@ -60,6 +60,7 @@ def random_llama(config, tokenizer) -> LoadedModel:
         num_hidden_layers=arch.layers,
         num_attention_heads=arch.heads,
         num_key_value_heads=arch.kv_heads or arch.heads,
+        head_dim=arch.head_dim or arch.hidden // arch.heads,
         max_position_embeddings=config.context,
         tie_word_embeddings=arch.tie_embeddings,
         initializer_range=arch.init_std,
