@@ -242,3 +242,20 @@ def test_head_dim_lets_a_model_start_with_fewer_full_width_heads(mindset_home):
     loaded, _ = build_model(PretrainConfig(model={**TINY, "heads": 2, "kv_heads": 1, "head_dim": 8}), load_tokenizer("byte"))
     attention = loaded.model.model.layers[0].self_attn
     assert attention.q_proj.weight.shape == (16, 32) and attention.o_proj.weight.shape == (32, 16)
+
+
+def test_bf16_autocast_runs_on_cpu_too(tmp_path, mindset_home):
+    """The GPU's precision path (autocast, validation under the same context) is device-agnostic."""
+    result = pretrain(config("bf16", VARIANTS["featural-memory"], train={"tokens": 8 * 4 * 32, "precision": "bf16-mixed", "eval_every": 4}),
+                      runs_dir=tmp_path, progress=False)
+    rows = rows_of(result.run_dir)
+    assert json.loads((result.run_dir / "metrics.json").read_text())["precision"] == "bf16-mixed"
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 0.5
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_compile_reports_mfu(tmp_path, mindset_home):
+    result = pretrain(config("gpu", train={"tokens": 16 * 4 * 32, "device": "cuda", "compile": True}), runs_dir=tmp_path, progress=False)
+    record = json.loads((result.run_dir / "pretrain.json").read_text())
+    assert record["precision"] == "bf16-mixed" and record["peak_flops"] and 0 < record["mfu"] < 1
+    assert rows_of(result.run_dir)[-1]["val_loss"] < rows_of(result.run_dir)[0]["val_loss"]

@@ -157,3 +157,15 @@ def test_flops_per_token_is_6n_plus_attention(mindset_home):
         blocks = 2 * (4 * 32 * 32 + 3 * 32 * 64 + 2 * 32) + 32  # q,k,v,o + gate,up,down + two norms per layer, final norm
         assert matmul_parameters(model) == blocks + len(tokenizer) * 32  # the head counts, the embedding lookup does not
         assert flops_per_token(model, 128) == 6 * (blocks + len(tokenizer) * 32) + 12 * 2 * 32 * 128
+
+
+def test_experiment_overrides_and_cli_errors(tmp_path, cli):
+    path = RECIPES / "memory-vs-dense.yaml"
+    _, configs = read_experiment(path, seeds=[5], only=["memory"], train={"tokens": 8192, "eval_every": 1})
+    (config,) = configs
+    assert (config.name, config.variant, config.seed, config.train.steps, config.train.eval_every) == ("memory-s5", "memory", 5, 2, 1)
+    assert config.train.seq_len == 256 and config.surgery == [{"ffn_to_memory": {"k": 64}}]
+    code, _, err = cli("experiment", "run", str(path), "--seeds", "a,1", "-o", str(tmp_path / "x"))
+    assert code == 2 and "--seeds a,1: give whole numbers" in err
+    code, _, err = cli("experiment", "run", str(path), "--only", "dense,nope", "-o", str(tmp_path / "x"))
+    assert code == 2 and "no variant 'nope'" in err and not (tmp_path / "x").exists()

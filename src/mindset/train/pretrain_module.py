@@ -157,7 +157,10 @@ class ValidLoss(L.Callback):
             "train_seconds": module.train_seconds,
         }
         module.rows.append(row)
-        if log:
+        if log:  # TensorBoard: the same numbers against the step
             module.log("valid/loss", loss, prog_bar=True)
+            for key in ("tokens_per_s", "mfu"):
+                if row[key] is not None:
+                    module.log(f"train/{key}", row[key])
         atomic_write_json(self.path, {**self.header, "rows": module.rows})
         module.restart_interval()  # validation time is not training time
