@@ -259,3 +259,29 @@ def test_gpu_bf16_compile_reports_mfu(tmp_path, mindset_home):
     record = json.loads((result.run_dir / "pretrain.json").read_text())
     assert record["precision"] == "bf16-mixed" and record["peak_flops"] and 0 < record["mfu"] < 1
     assert rows_of(result.run_dir)[-1]["val_loss"] < rows_of(result.run_dir)[0]["val_loss"]
+
+
+def test_ctrl_c_says_how_to_resume_and_the_hint_works(cli, tmp_path, monkeypatch, mindset_home):
+    import shlex
+
+    from mindset.train.pretrain_module import PretrainModule
+
+    original = PretrainModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.trainer.global_step == 5:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(PretrainModule, "training_step", training_step)
+    path = write(tmp_path, {"model": TINY, "train": {**FAST, "tokens": 8 * 4 * 32}, "data": {"max_train_tokens": 40_000}})
+    code, _, err = cli("pretrain", path, "-o", str(tmp_path / "cut"), "--overwrite")
+    last = err.strip().splitlines()[-1]
+    assert code == 130 and last.startswith("interrupted; run `mindset pretrain") and "--overwrite" not in last
+    monkeypatch.setattr(PretrainModule, "training_step", original)
+    code, _, err = cli(*shlex.split(last.split("`")[1])[1:])
+    assert code == 0, err
+    assert json.loads((tmp_path / "cut" / "pretrain.json").read_text())["resumed_from_step"] == 4
+    from mindset.cli.interrupt import message
+
+    assert "again continues" in message(["experiment", "run", "e.yaml"]) and message(["experiment", "compare", "a"]) == "interrupted"
