@@ -105,12 +105,13 @@ def test_run_experiment_trains_compares_and_keeps_finished_runs(tmp_path, mindse
     base = {"model": {"layers": 2, "hidden": 32, "heads": 4, "d_ff": 64},
             "train": {"tokens": 6 * 2 * 32, "batch_size": 2, "seq_len": 32, "eval_every": 3, "eval_tokens": 256, "warmup_steps": 1},
             "data": {"max_train_tokens": 20_000}}  # fmt: skip
-    path.write_text(yaml.safe_dump({"name": "tiny", "seeds": [0, 1], "base": base,
+    path.write_text(yaml.safe_dump({"name": "tiny", "question": "Does a tiny memory help?", "seeds": [0, 1], "base": base,
                                     "variants": {"dense": {}, "memory": {"surgery": [{"ffn_to_memory": {"k": 8}}]}}}))
     said = []
     result = run_experiment(path, tmp_path / "out", seeds=[0], progress=False, say=said.append)
     assert [v["variant"] for v in result["variants"]] == ["dense", "memory"] and result["variants"][0]["seeds"] == [0]
     assert (tmp_path / "out" / "compare" / "loss_vs_tokens.png").is_file()
+    assert "Does a tiny memory help?" in (tmp_path / "out" / "compare" / "compare.md").read_text()
     before = (tmp_path / "out" / "dense-s0" / "pretrain.json").stat().st_mtime_ns
     run_experiment(path, tmp_path / "out", seeds=[0], only=["dense"], progress=False, say=said.append)
     assert said[-1] == "[1/1] dense-s0: finished earlier, kept"

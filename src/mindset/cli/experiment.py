@@ -80,7 +80,9 @@ def _show(result: dict, out: Path) -> None:
 
     if result.get("question"):
         console.print(result["question"], highlight=False)
-    console.print(rich_table("Validation loss at the final budget", HEADERS, table_rows(result["variants"])))
+    rows = table_rows(result["variants"])
+    keep = [i for i in range(len(HEADERS)) if any(row[i] != "—" for row in rows)]  # a column nobody filled is noise on a terminal
+    console.print(rich_table("Validation loss at the final budget", [HEADERS[i] for i in keep], [[row[i] for i in keep] for row in rows]))
     console.print(f"table and curves in [bold]{out / 'compare.md'}[/]; plots {', '.join(result['plots'])}")
 
 

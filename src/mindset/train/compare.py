@@ -20,7 +20,7 @@ from mindset.errors import MindsetError
 from mindset.fileio import atomic_write_json, atomic_write_text
 from mindset.tables import markdown_table
 
-HEADERS = ["variant", "seeds", "parameters", "tokens", "val loss", "ppl", "Δ loss vs first", "tokens/s", "canary acc"]
+HEADERS = ["variant", "seeds", "params", "tokens", "val loss", "ppl", "Δ vs first", "tokens/s", "canary acc"]
 
 
 @dataclass
@@ -88,14 +88,18 @@ def table_rows(summaries: list[dict]) -> list[list[Any]]:
     for s in summaries:
         spread = f" ± {s['val_loss_std']:.4f}" if s["val_loss_std"] is not None else ""
         rows.append([
-            s["variant"], len(s["seeds"]), f"{s['parameters']:,}", f"{s['tokens']:,.0f}", f"{s['val_loss']:.4f}{spread}",
+            s["variant"], len(s["seeds"]), _count(s["parameters"]), f"{s['tokens']:,.0f}", f"{s['val_loss']:.4f}{spread}",
             f"{s['val_ppl']:.2f}", f"{s['val_loss'] - base:+.4f}", f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "—",
             f"{s['canary_accuracy']:.3f}" if s["canary_accuracy"] is not None else "—",
         ])  # fmt: skip
     return rows
 
 
-def compare_runs(folders: list[str | Path], out: str | Path) -> dict:
+def _count(n: int) -> str:
+    return f"{n / 1e6:.3f} M" if n >= 1_000_000 else f"{n:,}"
+
+
+def compare_runs(folders: list[str | Path], out: str | Path, question: str = "") -> dict:
     """Group, summarize, tabulate and plot; returns what compare.json holds."""
     if not folders:
         raise MindsetError("give at least one run folder to compare")
@@ -105,18 +109,19 @@ def compare_runs(folders: list[str | Path], out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     curves = {v.name: v.curve() for v in variants}
     plots = [_plot(curves, "tokens", "tokens seen", out / "loss_vs_tokens.png"), _plot(curves, "flops", "training FLOPs (6N + attention)", out / "loss_vs_flops.png")]
-    result = {"variants": summaries, "curves": curves, "runs": [r for v in variants for r in (run["folder"] for run in v.runs)],
+    result = {"question": question, "variants": summaries, "curves": curves, "runs": [r for v in variants for r in (run["folder"] for run in v.runs)],
               "plots": [p.name for p in plots]}
     atomic_write_json(out / "compare.json", result)
-    atomic_write_text(out / "compare.md", report_markdown(summaries, plots))
+    atomic_write_text(out / "compare.md", report_markdown(summaries, plots, question))
     return result
 
 
-def report_markdown(summaries: list[dict], plots: list[Path]) -> str:
+def report_markdown(summaries: list[dict], plots: list[Path], question: str = "") -> str:
     note = ("Validation loss at the last evaluation every seed of a variant reached: mean ± sample std over seeds; "
             "ppl = exp(mean loss); Δ against the first variant.")
     images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
-    return f"# Pretraining comparison\n\n{note}\n\n{markdown_table(HEADERS, table_rows(summaries))}\n\n{images}\n"
+    asked = f"{question}\n\n" if question else ""
+    return f"# Pretraining comparison\n\n{asked}{note}\n\n{markdown_table(HEADERS, table_rows(summaries))}\n\n{images}\n"
 
 
 def _plot(curves: dict[str, list[dict]], axis: str, label: str, path: Path) -> Path:

@@ -80,6 +80,4 @@ def run_experiment(path: str | Path, out: str | Path, *, seeds: list[int] | None
         resume = latest_checkpoint(folder / "checkpoints") is not None
         say(f"[{number}/{len(configs)}] {config.name}: {'resuming' if resume else 'training'} ({config.train.steps} steps)")
         pretrain(config, runs_dir=out, resume=resume, overwrite=not resume, progress=progress)
-    result = compare_runs([out / c.name for c in configs], out / "compare")
-    result["question"] = experiment.question
-    return result
+    return compare_runs([out / c.name for c in configs], out / "compare", experiment.question)
