@@ -170,3 +170,16 @@ def test_experiment_overrides_and_cli_errors(tmp_path, cli):
     assert code == 2 and "--seeds a,1: give whole numbers" in err
     code, _, err = cli("experiment", "run", str(path), "--only", "dense,nope", "-o", str(tmp_path / "x"))
     assert code == 2 and "no variant 'nope'" in err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_the_smollm2_tokenizer_builds_a_model_of_its_vocabulary(mindset_home):
+    from mindset.train.pretrain_config import PretrainConfig
+    from mindset.train.tokens import load_tokenizer, token_file
+    from mindset.train.variants import build_model
+
+    tokenizer = load_tokenizer("smollm2")
+    loaded, _ = build_model(PretrainConfig(tokenizer="smollm2", model={"layers": 1, "hidden": 32, "heads": 4, "d_ff": 64}), tokenizer)
+    assert loaded.model.config.vocab_size == len(tokenizer) == 49152
+    ids = token_file("It is a truth universally acknowledged.\n\n", tokenizer)
+    assert ids.dtype == np.uint16 and tokenizer.decode(ids.tolist()) == "It is a truth universally acknowledged.\n\n"
