@@ -35,6 +35,7 @@ ALLOWED = {
     ("agent", "chat"): "the agent answers through chat's session and decode loop; chat knows nothing of memory",
     ("agent", "map"): "the agent's default embeddings are the map's encoder (hidden states of the chat model)",
     ("circuits", "train"): "circuits' Protection meets train's Protection Protocol, and circuits wires the protected distill step; train never imports circuits",
+    ("train", "surgery"): "pretraining builds its variants at initialization with surgery's own edits (the recipe steps' table)",
 }
 
 

@@ -21,7 +21,7 @@ from mindset.cli import interrupt
 from mindset.cli.common import console, err_console, state
 from mindset.errors import MindsetError
 
-COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "surgery", "memory", "merge", "map", "circuits", "ui")
+COMMAND_MODULES = ("models", "chat", "evaluate", "recipes", "serve", "export", "train", "surgery", "memory", "merge", "map", "circuits", "ui", "experiment")
 
 
 @functools.cache

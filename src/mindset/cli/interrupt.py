@@ -45,6 +45,12 @@ def _run(args: list[str]) -> str:
     return f"report.md keeps the finished steps; `{_command(_with_flag(args, '--overwrite'))}` runs the recipe again"
 
 
+def _experiment(args: list[str]) -> str | None:
+    if "run" not in args:
+        return None
+    return f"`{_command(args)}` again continues: finished runs are kept, the interrupted one resumes from its checkpoint"
+
+
 def _nothing_written(args: list[str]) -> str:
     """These commands write to a temporary name and rename at the end, so an interrupted one left nothing."""
     return "nothing was written"
@@ -53,6 +59,8 @@ def _nothing_written(args: list[str]) -> str:
 HINTS: dict[str, Callable[[list[str]], str | None]] = {
     "distill": _distill,
     "run": _run,
+    "pretrain": _distill,  # the same --resume
+    "experiment": _experiment,
     **dict.fromkeys(("eval", "map", "circuits", "merge", "export", "surgery"), _nothing_written),
 }
 

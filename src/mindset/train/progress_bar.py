@@ -12,8 +12,8 @@ from mindset.progress import Progress, stderr_is_terminal
 from mindset.train.callbacks import StepProgressBar
 
 
-def progress_bar() -> ProgressBar:
-    return StepProgressBar(leave=True) if stderr_is_terminal() else PlainProgressBar()
+def progress_bar(description: str = "distill") -> ProgressBar:
+    return StepProgressBar(leave=True) if stderr_is_terminal() else PlainProgressBar(description)
 
 
 class PlainProgressBar(ProgressBar):
