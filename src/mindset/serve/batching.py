@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 def _plain_cache(model):
@@ -31,8 +32,6 @@ def _plain_cache(model):
 
 def batchable(model) -> bool:
     """True when every layer of the model's KV cache is a plain, growing DynamicLayer."""
-    from transformers.cache_utils import DynamicLayer
-
     try:
         cache = _plain_cache(model)
     except Exception:  # a config DynamicCache cannot read: not a model this batches
@@ -54,16 +53,49 @@ def prefill(model, prompt_ids: Sequence[int]):
     return cache, logits
 
 
-def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
-    """x (..., t, d) with zeros in front along the sequence axis, to (..., width, d)."""
-    missing = width - x.shape[-2]
-    if missing == 0:
-        return x
-    return torch.cat([x.new_zeros(*x.shape[:-2], missing, x.shape[-1]), x], dim=-2)
+SPARE = 64  # positions a slab holds beyond its rows' longest; it doubles when full
+
+
+class SlabLayer(DynamicLayer):
+    """One layer's batched keys/values: views of the first `used` positions of preallocated slabs (B, heads,
+    capacity, head_dim). A decode step writes its one new position in place, where DynamicLayer's update
+    would copy the whole cache (torch.cat) in every layer at every step; the slabs double when full."""
+
+    def __init__(self, key_slab: torch.Tensor, value_slab: torch.Tensor, used: int):
+        super().__init__()
+        self.is_initialized = True
+        self.key_slab, self.value_slab, self.used = key_slab, value_slab, used
+        self.dtype, self.device = key_slab.dtype, key_slab.device
+        self._view()
+
+    def _view(self) -> None:
+        self.keys = self.key_slab[..., : self.used, :]
+        self.values = self.value_slab[..., : self.used, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n = key_states.shape[-2]
+        if self.used + n > self.key_slab.shape[-2]:
+            self.key_slab, self.value_slab = (_slab(t, max(2 * t.shape[-2], self.used + n)) for t in (self.keys, self.values))
+        self.key_slab[..., self.used : self.used + n, :] = key_states
+        self.value_slab[..., self.used : self.used + n, :] = value_states
+        self.used += n
+        self._view()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.used
+
+
+def _slab(x: torch.Tensor, capacity: int) -> torch.Tensor:
+    """x (B, heads, t, d) copied into the first t positions of a zeroed (B, heads, capacity, d) tensor."""
+    slab = x.new_zeros(*x.shape[:-2], capacity, x.shape[-1])
+    slab[..., : x.shape[-2], :] = x
+    return slab
 
 
 class KVBatch:
-    """The active rows' caches as one left-padded DynamicCache plus the mask that hides the padding."""
+    """The active rows' caches as one left-padded cache (a DynamicCache of SlabLayers) plus the mask that
+    hides the padding."""
 
     def __init__(self, model):
         self.model = model
@@ -80,22 +112,28 @@ class KVBatch:
         return 0 if self.mask is None else self.mask.shape[1]
 
     def join(self, caches: Sequence, lengths: Sequence[int]) -> None:
-        """Append rows: batch-1 caches (from `prefill`) holding `lengths` tokens each. One copy per layer for all."""
+        """Append rows: batch-1 caches (from `prefill`) holding `lengths` tokens each; one new slab per layer for all."""
         if not caches:
             return
-        width = max([self.width, *lengths])
-        parts = ([self.cache] if self.cache is not None else []) + list(caches)
+        width, old = max([self.width, *lengths]), len(self)
         merged = _plain_cache(self.model)
-        for i, layer in enumerate(merged.layers):
-            sources = [part.layers[i] for part in parts]
-            layer.lazy_initialization(sources[0].keys, sources[0].values)
-            layer.keys = torch.cat([_pad_left(s.keys, width) for s in sources], dim=0)
-            layer.values = torch.cat([_pad_left(s.values, width) for s in sources], dim=0)
-        new_mask = torch.zeros(len(lengths), width, dtype=torch.long, device=self.device)
+        for i in range(len(merged.layers)):
+            slabs = []
+            for name in ("keys", "values"):
+                first = getattr(caches[0].layers[i], name)
+                slab = first.new_zeros(old + len(caches), first.shape[1], width + SPARE, first.shape[-1])
+                if self.cache is not None:
+                    slab[:old, :, width - self.width : width] = getattr(self.cache.layers[i], name)
+                for row, (cache, length) in enumerate(zip(caches, lengths)):
+                    slab[old + row, :, width - length : width] = getattr(cache.layers[i], name)[0]
+                slabs.append(slab)
+            merged.layers[i] = SlabLayer(*slabs, used=width)
+        mask = torch.zeros(old + len(caches), width, dtype=torch.long, device=self.device)
+        if self.mask is not None:
+            mask[:old, width - self.width :] = self.mask
         for row, length in enumerate(lengths):
-            new_mask[row, width - length :] = 1
-        old_mask = [] if self.mask is None else [torch.cat([self.mask.new_zeros(len(self), width - self.width), self.mask], dim=1)]
-        self.cache, self.mask = merged, torch.cat([*old_mask, new_mask], dim=0)
+            mask[old + row, width - length :] = 1
+        self.cache, self.mask = merged, mask
         self.lengths += list(lengths)
 
     def keep(self, rows: Sequence[int]) -> None:
@@ -108,9 +146,9 @@ class KVBatch:
         index = torch.tensor(list(rows), device=self.device)
         self.lengths = [self.lengths[r] for r in rows]
         cut = self.width - max(self.lengths)  # leading columns that are padding in every remaining row
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[..., cut:, :]
-            layer.values = layer.values.index_select(0, index)[..., cut:, :]
+        for i, layer in enumerate(self.cache.layers):
+            keys, values = (t.index_select(0, index)[..., cut:, :] for t in (layer.keys, layer.values))
+            self.cache.layers[i] = SlabLayer(_slab(keys, keys.shape[-2] + SPARE), _slab(values, values.shape[-2] + SPARE), keys.shape[-2])
         self.mask = self.mask.index_select(0, index)[:, cut:]
 
     @torch.inference_mode()
