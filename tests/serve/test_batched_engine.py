@@ -102,11 +102,11 @@ def job(loaded, n: int, params: SamplingParams, salt: int = 0) -> dict:
     return {"prompt_ids": prompt(loaded, n, salt), "params": params, "stop": []}
 
 
-def assert_batch1(loaded, got: dict, kwargs: dict) -> None:
-    """The answer is batch-1 decoding's: the same tokens, as many, the same log-probabilities (1e-5)."""
+def assert_batch1(loaded, got: dict, kwargs: dict, tol: float = 1e-5) -> None:
+    """The answer is batch-1 decoding's: the same tokens, as many, the same log-probabilities (to `tol`)."""
     tokens, entries, n = batch1(loaded, kwargs["prompt_ids"], kwargs["params"])
     assert got["error"] is None and got["ids"] == tokens and got["n"] == n
-    assert got["logprobs"] == pytest.approx([e.logprob for e in entries], abs=1e-5)
+    assert got["logprobs"] == pytest.approx([e.logprob for e in entries], abs=tol)
 
 
 def test_batched_greedy_is_batch1_token_for_token_with_requests_joining_mid_stream(tiny):
@@ -246,3 +246,31 @@ def test_kv_batch_logits_match_batch1_and_padding_is_cut_when_rows_leave(tiny, m
             alone = model(input_ids=torch.tensor([ids])).logits[0, -1]
             assert torch.allclose(logits[row], alone, atol=1e-5), (step, row)
             ids.append(int(logits[row].argmax()))
+
+
+@pytest.mark.gpu
+def test_batched_greedy_is_batch1_on_cuda():
+    """The same engine code on the GPU: batched rows, batch-1 answers."""
+    from mindset.models import load
+
+    loaded = load("tiny-llama", device="cuda", dtype="float32")
+    plan = [(job(loaded, n, SamplingParams(max_new_tokens=m)), at) for (n, m), at in zip(SHAPES, [0, 0, 3, 3, 9])]
+    answers, sizes = run_engine(Engine(loaded), plan)
+    for got, (kwargs, _) in zip(answers, plan):
+        assert_batch1(loaded, got, kwargs, tol=1e-4)
+    assert max(sizes) >= 3
+
+
+@pytest.mark.slow
+def test_smollm2_batched_greedy_is_batch1(smollm2):
+    """SmolLM2 fp32, chat prompts of 20 to 70 tokens joining mid-stream: the same greedy tokens as batch 1."""
+    from mindset.chat import encode_prompt
+
+    texts = ["Hi!", "Why is the sky blue?", "Write a haiku about autumn leaves falling on a quiet lake.",
+             "List the planets of the solar system in order from the Sun, with one fact about each, and say which ones have rings."]
+    plan = [({"prompt_ids": encode_prompt(smollm2.tokenizer, t), "params": SamplingParams(max_new_tokens=24), "stop": []}, at)
+            for t, at in zip(texts, [0, 0, 4, 8])]
+    answers, sizes = run_engine(Engine(smollm2), plan)
+    for got, (kwargs, _) in zip(answers, plan):
+        assert_batch1(smollm2, got, kwargs, tol=1e-4)
+    assert max(sizes) >= 3
