@@ -39,7 +39,7 @@ TOPICS = [
     "the planet Mars", "a cat who learned to read", "the causes of the French revolution", "learning to play the violin",
     "a city built under the sea", "how vaccines train the immune system", "an old map found in an attic",
 ]
-SERVER_NAMES = {"rr": "mindset round-robin", "batched": "mindset batched", "llama": "llama-server"}
+SERVER_NAMES = {"rr": "round-robin", "batched": "batched", "llama": "llama-server"}  # the first two are mindset serve
 
 
 def prompts(tokenizer, n: int) -> list[list[int]]:
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads of every server (OMP_NUM_THREADS for mindset, -t for llama-server)")
     parser.add_argument("--out", default=None, help="JSON path (default: next to this script)")
     args = parser.parse_args()
+    os.environ.setdefault("COLUMNS", "200")  # the table is wide; rich reads this
     os.environ.update({"TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)})
     import transformers
 
@@ -201,7 +202,7 @@ def main() -> None:
     if args.out:
         Path(out).replace(args.out)
     for kind, agree in data["same_text_as_batched"].items():
-        print(f"{SERVER_NAMES[kind]}: greedy text equal to mindset batched on {agree['same']}/{agree['prompts']} prompts")
+        print(f"{SERVER_NAMES[kind]}: greedy text equal to mindset batched's on {agree['same']}/{agree['prompts']} prompts")
 
 
 def ratio_headers(kinds: list[str]) -> list[str]:
