@@ -193,7 +193,8 @@ def main() -> None:
             with server(kind, gguf, args, max(counts), ctx_per_slot) as (url, model):
                 load(url, model, 1, workload[counts[0]][:1], 4)  # warm-up
                 data["servers"][kind] = {c: load(url, model, c, workload[c], args.new_tokens) for c in counts}
-                print(kind, {c: round(r["tokens_per_s"], 1) for c, r in data["servers"][kind].items()}, flush=True)
+                for c, r in data["servers"][kind].items():
+                    print(f"{kind} {c} clients: {r['tokens_per_s']:.1f} tok/s, TTFT {r['ttft_median_s']:.2f} / {r['ttft_p95_s']:.2f} s", flush=True)
     rows = table_rows(data, counts, kinds)
     data["same_text_as_batched"] = agreement(data, counts, kinds)
     title = f"{MODEL} f32, greedy, {args.new_tokens} new tokens, {args.threads} threads: aggregate tok/s and TTFT (median / p95 ms)"
