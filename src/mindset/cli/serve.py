@@ -16,6 +16,7 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MINDSET_API_KEY", help="require 'Authorization: Bearer KEY'"),
     name: Optional[str] = typer.Option(None, help="model name clients send (default: the model spec)"),
     max_pending: int = typer.Option(64, "--max-pending", help="requests in flight before new ones get 429"),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="decode all requests in one forward pass per step (off: round-robin, batch 1)"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
 ) -> None:
@@ -27,7 +28,7 @@ def serve(
     loaded = load_model(model, device, dtype)
     if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network" + ("" if api_key else " without an API key"))
-    app = create_app(loaded, model_name=name or loaded.name, api_key=api_key, max_pending=max_pending)
+    app = create_app(loaded, model_name=name or loaded.name, api_key=api_key, max_pending=max_pending, batching=batching)
     err_console.print(f"serving [bold]{name or loaded.name}[/] at http://{host}:{sock.getsockname()[1]}/v1")
     run(app, sock)
 

@@ -24,9 +24,12 @@ from mindset.serve.protocol import ChatCompletionRequest, CompletionRequest, Emb
 from mindset.serve.responses import Answer, ApiError, collect, stream, whole
 
 
-def create_app(loaded, *, model_name: str | None = None, api_key: str | None = None, max_pending: int = 64, fast_cpu: bool = True) -> FastAPI:
-    """An app serving `loaded` (a LoadedModel) under `model_name`; generation starts with the app's lifespan."""
-    engine = Engine(loaded, max_pending=max_pending, fast_cpu=fast_cpu)
+def create_app(
+    loaded, *, model_name: str | None = None, api_key: str | None = None, max_pending: int = 64, fast_cpu: bool = True, batching: bool = True
+) -> FastAPI:
+    """An app serving `loaded` (a LoadedModel) under `model_name`; generation starts with the app's lifespan.
+    batching: decode all requests in one forward per step (False: the round-robin engine, batch 1)."""
+    engine = Engine(loaded, max_pending=max_pending, fast_cpu=fast_cpu, batching=batching)
     metrics = ServerMetrics(pending=lambda: engine.pending, running=lambda: engine.running)
     engine.metrics = metrics
     token_text = TokenText(loaded.tokenizer)
@@ -72,7 +75,7 @@ def create_app(loaded, *, model_name: str | None = None, api_key: str | None = N
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "pending": engine.pending, "served": engine.served}
+        return {"status": "ok", "model": name, "pending": engine.pending, "served": engine.served, "batching": engine.batching}
 
     @app.get("/metrics", response_class=Response)
     async def scrape() -> Response:

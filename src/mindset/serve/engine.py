@@ -1,9 +1,10 @@
-"""One model, many requests: a worker thread that advances every active generation one token at a time.
+"""One model, many requests: a worker thread that advances every active generation one token per step.
 
-Requests are served round-robin, token by token: a long answer never blocks a short one, and every
-client sees its first token after at most one step of each request ahead of it. Each request has its
-own KV cache; the model runs batch 1 (batching decode steps across requests would need padded caches).
-Cancelled requests (a client that went away) are dropped at their next turn, freeing their cache.
+Two ways to step (`batching`): batched (the default, serve/batched.py), where each step is ONE forward
+pass for all active requests over a left-padded batch of their KV caches, new requests joining between
+steps after their prompt's prefill; or round-robin, where each request has its own cache and the model
+runs batch 1, one request's token after another. Either way a long answer never blocks a short one, and
+cancelled requests (a client that went away) are dropped at their next step, freeing their cache.
 
 Other work on the model (embeddings) is a `Task`: the worker runs it between decode steps, with the fast
 CPU decode path switched off, so its numbers are those of the plain model (the map's, evaluate's).
@@ -83,10 +84,17 @@ class Active:
 
 
 class Engine:
-    def __init__(self, loaded, *, max_pending: int = 64, fast_cpu: bool = True, metrics=None):
+    """batching: one forward per step for all requests (models whose cache batches, see batching.py; others
+    run round-robin); False: round-robin at batch 1. max_batch: requests decoded together; more wait."""
+
+    def __init__(self, loaded, *, max_pending: int = 64, fast_cpu: bool = True, metrics=None, batching: bool = True, max_batch: int = 32):
+        from mindset.serve.batching import batchable
+
         self.loaded = loaded
         self.max_pending = max_pending
         self.fast_cpu = fast_cpu
+        self.batching = batching and batchable(loaded.model)
+        self.max_batch = max_batch
         self.metrics = metrics  # a ServerMetrics, told of every token
         self.stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
         self._inbox: queue.Queue[Job | Task] = queue.Queue()
@@ -126,6 +134,14 @@ class Engine:
         return await task.future
 
     def _work(self) -> None:
+        if self.batching:
+            from mindset.serve.batched import BatchedLoop
+
+            BatchedLoop(self).run()
+        else:
+            self._round_robin()
+
+    def _round_robin(self) -> None:
         active: list[Active] = []
         tasks: list[Task] = []
         while self._running.is_set():
@@ -165,17 +181,23 @@ class Engine:
             except queue.Empty:
                 return
 
-    def _begin(self, job: Job) -> Active | None:
-        """Score the prompt if asked, then start the generation; None when the job is already over."""
+    def _opening(self, job: Job) -> bool:
+        """Score the prompt if asked; False when the job is already over (it failed, or asked for no tokens)."""
         try:
             if job.score_prompt:
                 job.emit("prompt", prompt_logprobs(self.loaded.model, job.prompt_ids, job.logprobs or 0))
         except Exception as err:  # a failing request must not take the server down with it
             job.emit("error", f"{type(err).__name__}: {err}")
-            return None
+            return False
         if not job.generate:
             job.emit("done", "length", 0, [])
             self.served += 1
+            return False
+        return True
+
+    def _begin(self, job: Job) -> Active | None:
+        """Score the prompt if asked, then start the generation; None when the job is already over."""
+        if not self._opening(job):
             return None
         stream = stream_steps(self.loaded.model, job.prompt_ids, job.params, self.stop_ids, job.params.max_new_tokens, fast_cpu=False)
         return Active(job, stream, CompletionText(self.loaded.tokenizer, self.stop_ids, job.stop))
@@ -189,32 +211,48 @@ class Engine:
 
     def _step(self, entry: Active) -> bool:
         """Advance one request by one token; True when it is finished."""
-        job, completion = entry.job, entry.completion
-        if job.cancelled.is_set():
+        if entry.job.cancelled.is_set():
             return True
         try:
             token, logits = next(entry.stream)
-            if job.logprobs is not None and token not in self.stop_ids:  # an end token has no text to score
-                entry.logprobs.append(step_logprob(logits, token, job.logprobs))
         except StopIteration:
-            tail = completion.close("length")
+            return self._close(entry, "length")
         except Exception as err:  # a failing request must not take the server down with it
-            job.emit("error", f"{type(err).__name__}: {err}")
-            return True
-        else:
-            self._timed(entry)
-            delta = completion.push(token)
-            if delta:
-                job.emit("text", delta, entry.logprobs)
-                entry.logprobs = []
-            if not completion.finish_reason:
-                return False
-            tail = ""
+            return self._fail(entry, err)
+        try:
+            return self._deliver(entry, token, logits)
+        except Exception as err:
+            return self._fail(entry, err)
+
+    def _deliver(self, entry: Active, token: int, logits) -> bool:
+        """Report a new token chosen from `logits` (V,): its log-probability, the metrics, its text.
+        True when it ended the generation (the job has its "done")."""
+        job, completion = entry.job, entry.completion
+        if job.logprobs is not None and token not in self.stop_ids:  # an end token has no text to score
+            entry.logprobs.append(step_logprob(logits, token, job.logprobs))
+        self._timed(entry)
+        delta = completion.push(token)
+        if delta:
+            job.emit("text", delta, entry.logprobs)
+            entry.logprobs = []
+        if not completion.finish_reason:
+            return False
+        return self._close(entry, completion.finish_reason)
+
+    def _close(self, entry: Active, reason: str) -> bool:
+        """End a generation that ran out (or stopped): the text still held back, then "done"."""
+        job, completion = entry.job, entry.completion
+        tail = completion.close(reason)
         if tail:
             job.emit("text", tail, entry.logprobs)
             entry.logprobs = []
         job.emit("done", completion.finish_reason, len(completion.tokens), entry.logprobs)
         self.served += 1
+        return True
+
+    @staticmethod
+    def _fail(entry: Active, err: BaseException) -> bool:
+        entry.job.emit("error", f"{type(err).__name__}: {err}")
         return True
 
     def _timed(self, entry: Active) -> None:
