@@ -1,6 +1,6 @@
 """Int8 weights: single-stream decode speed of SmolLM2-135M in mindset against llama.cpp's Q8_0.
 
-    python benchmarks/int8_speed.py [--reps 3] [--new-tokens 64] [--threads 2]
+    python benchmarks/int8_speed.py [--reps 3] [--new-tokens 64] [--threads 2] [--no-accuracy] [--tag TAG]
 
 Rows, all greedy, one stream, `--new-tokens` new tokens after a chat prompt, `--threads` threads:
 - mindset fp32: `load(..., dtype="float32")`, what `mindset chat` runs on a CPU;
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True, help="also compare greedy text and log-probs with fp32")
+    parser.add_argument("--tag", default="", help="write int8_speed.TAG.json instead of int8_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from mindset.circuits.quantize import weight_bytes
@@ -175,11 +177,11 @@ def main() -> None:
         peers = export_peers(models["mindset fp32"], Path(tmp))
         sizes = {name: weight_bytes(loaded.model) for name, loaded in models.items()} | {name: path.stat().st_size for name, path in peers.items()}
         speeds = measure(models, peers, binary, args.reps, args.new_tokens, args.threads)
-    quality = accuracy(models, args.new_tokens)
+    quality = accuracy(models, args.new_tokens) if args.accuracy else {}
     q8_name = next(name for name in peers if "Q8_0" in name)
     headers = ["variant", "decode tok/s", "vs mindset fp32", "vs llama.cpp Q8_0", "weights MiB", "greedy = fp32", "max |Δ log p|"]
     title = f"SmolLM2-135M single-stream greedy decode, {args.new_tokens} new tokens, {args.threads} threads (medians of {args.reps}; measured under load)"
-    publish(__file__, title, headers, table(speeds, quality, sizes, q8_name), {
+    publish(str(Path(__file__).with_suffix(f".{args.tag}.py" if args.tag else ".py")), title, headers, table(speeds, quality, sizes, q8_name), {
         "args": vars(args), "speeds": speeds, "quality": quality, "weight_bytes": sizes, "prompts": PROMPTS,
         "note": "measured on 2 cores shared with other processes; runs interleaved so load falls on all rows alike",
     })  # fmt: skip
