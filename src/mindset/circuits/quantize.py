@@ -1,9 +1,12 @@
 """Role-aware precision: int8 weights for the blocks a capability does not depend on, fp32 for the rest.
 
 Two int8 modes for the Linear layers of attention blocks and MLPs:
-- `weight-only` (default): `Int8Linear`, int8 weights with one fp32 scale per output row (symmetric,
-  absmax / 127), dequantized to the input's dtype at each call; activations stay float. A quarter of the
-  weight bytes, accuracy close to fp32; no faster than fp32 (the matmul is a float one). Any device.
+- `weight-only` (default): `Int8Linear` (mindset.models.int8's Int8WeightLinear, the layer `--dtype int8`
+  loads), int8 weights with one scale per output row (symmetric, absmax / 127); activations stay float.
+  A quarter of the weight bytes. On a CPU the matmul is torch's int8-weight kernel (bf16 activations, a
+  few 1e-3 relative error per layer, faster than fp32); elsewhere, or where the kernel cannot run, the
+  weight is dequantized to the input's dtype at each call. `Int8Linear(linear)` built by hand defaults to
+  that exact dequantized route (kernel=False).
 - `dynamic`: torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`, per-channel
   weight scales): activations are also quantized, per tensor and per batch, and the matmul runs in int8
   (fbgemm): faster on a CPU, but outlier activations cost accuracy. CPU and fp32 only.
@@ -18,31 +21,13 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mindset.circuits.components import blocks
 from mindset.errors import MindsetError
+from mindset.models.int8 import Int8WeightLinear as Int8Linear
 
-
-class Int8Linear(nn.Module):
-    """y = x · (int8 W · per-row scale)ᵀ + b: weight-only int8."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale)
-        self.register_buffer("bias", linear.bias.detach().clone() if linear.bias is not None else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight_int8.to(x.dtype) * self.scale.to(x.dtype)[:, None]
-        return F.linear(x, weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
+__all__ = ["Int8Linear", "block_names", "critical_blocks", "quantize_blocks", "weight_bytes"]
 
 
 def block_names(model) -> list[str]:
@@ -86,7 +71,7 @@ def quantize_blocks(loaded, critical: Sequence[str] = (), mode: str = "weight-on
         for name in targets:
             parent, _, child = name.rpartition(".")
             owner = model.get_submodule(parent)
-            setattr(owner, child, Int8Linear(getattr(owner, child)))
+            setattr(owner, child, Int8Linear(getattr(owner, child), kernel=True))
     return type(loaded)(model, loaded.tokenizer, loaded.source)
 
 

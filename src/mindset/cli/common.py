@@ -27,7 +27,7 @@ DEFAULT_MODEL = "smollm2-135m"  # mindset.models.DEFAULT_MODEL, without importin
 MODEL_HELP = "a name (smollm2-135m, tiny-llama, tiny-gpt2), an HF model folder or a .gguf file"
 ModelArg = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP, show_default=True)
 DeviceOpt = typer.Option("auto", help="auto, cpu, cuda or cuda:N")
-DtypeOpt = typer.Option("auto", help="load dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
+DtypeOpt = typer.Option("auto", help="load dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16, or int8 (int8 weights on the CPU, for chat, serve and eval)")
 OUT = ("-o", "--out")  # the one spelling of every output path
 
 

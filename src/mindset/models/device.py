@@ -39,5 +39,5 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.bfloat16
         return torch.float32
     if dtype not in DTYPES:
-        raise MindsetError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+        raise MindsetError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)} or int8")
     return DTYPES[dtype]

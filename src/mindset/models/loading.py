@@ -14,6 +14,7 @@ import torch
 from mindset.errors import MindsetError
 from mindset.models.device import resolve_device, resolve_dtype
 from mindset.models.files import PICKLE_SUFFIXES, check_safetensors, refuse_pickle, weight_files
+from mindset.models.int8 import INT8, check_int8_device, quantize_int8
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,17 @@ def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | 
     spec: 'smollm2-135m' (embedded default), 'tiny-llama' / 'tiny-gpt2' (random, from `seed`, or
     'tiny-llama@SEED'),
     an HF model folder with safetensors weights, or a .gguf file. Pickle weights are refused.
+    dtype: auto, float32, bfloat16, float16, or int8 (int8 weights for attention, MLPs and the head, fp32
+    elsewhere; CPU only, inference only: mindset.models.int8).
     """
     spec = str(spec).strip()
     if not spec:
         raise MindsetError("no model given; name one of " + ", ".join(known_names()) + ", or a folder or .gguf path")
+    int8 = _wants_int8(dtype)
+    if int8:
+        device = check_int8_device(device)
     target_device = resolve_device(device)
-    target_dtype = resolve_dtype(dtype, target_device)
+    target_dtype = torch.float32 if int8 else resolve_dtype(dtype, target_device)
 
     tiny_name, _, tiny_seed = spec.partition("@")
     if tiny_name in TINY and (not tiny_seed or tiny_seed.isdigit()):
@@ -124,7 +130,15 @@ def load(spec: str | Path, *, device: str | torch.device = "auto", dtype: str | 
                 "(or give a model folder or a .gguf file)"
             )
     model = model.to(device=target_device, dtype=target_dtype).eval()
+    if int8:
+        quantize_int8(model)
+        source.detail["dtype"] = INT8
     return LoadedModel(model, tokenizer, source)
+
+
+def _wants_int8(dtype) -> bool:
+    """`--dtype int8`: fp32 compute with int8 weight layers (mindset.models.int8); CPU only."""
+    return dtype is torch.int8 or (isinstance(dtype, str) and dtype.strip().lower() == INT8)
 
 
 def locate_embedded(name: str) -> Path:

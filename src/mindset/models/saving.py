@@ -25,7 +25,9 @@ def strip_quantization(model) -> None:
 def save_folder(model, tokenizer, folder: Path) -> None:
     """Write into an existing (empty) folder; callers choose atomicity."""
     from mindset.models.custom import save_custom
+    from mindset.models.int8 import refuse_int8
 
+    refuse_int8(model, "saving")
     strip_quantization(model)
     state_dict = save_custom(model, folder)  # None for a model without custom modules
     model.save_pretrained(folder, state_dict=state_dict)

@@ -12,6 +12,7 @@ import dataclasses
 from torch import nn
 
 from mindset.models.anatomy import blocks, decoder_layers
+from mindset.models.int8 import refuse_int8
 from mindset.models.names import parse_layers
 
 __all__ = ["decoder_layers", "ffn_paths", "parse_layers", "unwrap", "working_copy"]
@@ -27,6 +28,7 @@ def unwrap(model):
 def working_copy(model: nn.Module, inplace: bool) -> nn.Module:
     """Surgery is a pure function by default: it changes a deep copy (tied weights stay tied in it). On
     SmolLM2 a copy takes about 0.13 s on 2 idle cores (benchmarks/edit_cost.py), so nothing cleverer pays."""
+    refuse_int8(model, "surgery")
     return model if inplace else copy.deepcopy(model)
 
 

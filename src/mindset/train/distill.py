@@ -18,6 +18,7 @@ import torch
 from mindset.errors import MindsetError
 from mindset.fileio import atomic_write_json, check_output
 from mindset.models.anatomy import text_config
+from mindset.models.int8 import refuse_int8
 from mindset.models.names import select_parameters
 from mindset.train.checkpoint_io import TREE, SafetensorsCheckpointIO, is_complete
 from mindset.train.config import DistillConfig
@@ -144,6 +145,7 @@ def distill(
     rollbacks also go to protection.json.
     """
     config = config or DistillConfig()
+    refuse_int8(student, "training")
     if protection is not None and config.lr_multipliers:
         raise MindsetError("lr_multipliers cannot be combined with protection yet (protection sets each component's learning rate); drop one")
     run = prepare_run(student, teacher, config, Path(runs_dir), resume, overwrite)

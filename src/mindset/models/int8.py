@@ -1,0 +1,150 @@
+"""Int8 weights on the CPU: `load(spec, dtype="int8")`, for generation (chat, serve, eval).
+
+Weight-only int8 with one symmetric scale per output row (absmax / 127) for the Linear layers of every
+attention block and MLP, and for the output head; the embedding, the norms and the residual stream stay
+fp32. The matmul is torch's own int8-weight kernel, `torch._weight_int8pack_mm` (the one gpt-fast's int8
+mode calls): it reads the int8 weight directly, a quarter of fp32's bytes, which is what a one-token
+decode step is bound by.
+
+On x86 that kernel is vectorized (AVX512 / AVX2) for bf16 activations only; its fp32 and fp16 paths are
+scalar loops, several times slower than fp32 BLAS. So a kernel call rounds its input to bf16, accumulates
+in fp32 and rounds the output to bf16, then returns the input's dtype. The kernel's inner loop steps K by
+16 with no tail (another K reads garbage or past the row) and loads rows with aligned loads, so it is
+used only when in_features % 16 == 0, on a CPU, with no gradient wanted; anywhere else the layer
+dequantizes the weight and runs a float matmul (exact to the rounded weight, no faster than fp32).
+The scale is rounded to bf16 before the weights are rounded against it, so both paths apply the same
+int8 weight times the same scale: the kernel adds only the activation and output rounding.
+
+Int8 models are for inference: they do not train, take surgery, or save (load the float model for that).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mindset.errors import MindsetError
+
+INT8 = "int8"
+KERNEL_K_MULTIPLE = 16  # the AVX512 loop's step over K (AVX2's is 8)
+_ALIGN = 64  # bytes: the kernel's aligned loads need rows on 32-byte boundaries; torch's allocator gives 64
+
+
+def kernel_available() -> bool:
+    """Whether this torch has the CPU int8-weight kernel (torch >= 2.3)."""
+    return hasattr(torch, "_weight_int8pack_mm")
+
+
+def _round_scale(scale: torch.Tensor, kernel: bool) -> torch.Tensor:
+    """The kernel reads scales in bf16: round them first, so that the int8 weights are rounded against the
+    scale the kernel will actually apply (no extra per-row error)."""
+    return scale.to(torch.bfloat16).float() if kernel else scale
+
+
+class Int8WeightLinear(nn.Module):
+    """y = x · (W_int8 · scale[:, None])ᵀ + b, W_int8 = round(W / scale), scale = max|W row| / 127.
+
+    kernel=True: torch's int8 kernel where it runs (CPU, in_features % 16 == 0, no grad), bf16 activations.
+    kernel=False: dequantize and float matmul at each call, in the input's dtype: the exact reference.
+    """
+
+    def __init__(self, linear: nn.Module, *, kernel: bool = False):
+        super().__init__()
+        weight, bias = _weight_and_bias(linear)
+        weight = weight.detach().float()
+        scale = _round_scale(weight.abs().amax(dim=1).clamp(min=1e-12) / 127, kernel)
+        self.out_features, self.in_features = weight.shape
+        self.kernel = kernel
+        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous())
+        self.register_buffer("scale", scale)
+        self.register_buffer("scale_bf16", scale.to(torch.bfloat16), persistent=False)  # the kernel's scale dtype
+        self.register_buffer("bias", bias.detach().clone() if bias is not None else None)
+
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight this layer applies, (out, in): what the reference matmul multiplies by."""
+        return self.weight_int8.to(dtype) * self.scale.to(dtype)[:, None]
+
+    def uses_kernel(self, x: torch.Tensor) -> bool:
+        return (
+            self.kernel
+            and x.device.type == "cpu"
+            and self.in_features % KERNEL_K_MULTIPLE == 0
+            and not (x.requires_grad and torch.is_grad_enabled())  # the kernel has no backward
+            and kernel_available()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.uses_kernel(x):
+            return F.linear(x, self.dequantized_weight(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        if not rows.is_contiguous() or rows.data_ptr() % _ALIGN:
+            rows = rows.clone(memory_format=torch.contiguous_format)
+        y = torch._weight_int8pack_mm(rows, self.weight_int8, self.scale_bf16).to(x.dtype).view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self) -> str:
+        route = "torch int8 kernel, bf16 activations" if self.kernel else "dequantized float matmul"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only ({route})"
+
+
+def _weight_and_bias(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight (out, in), bias) of an nn.Linear or GPT-2's Conv1D (whose weight is stored (in, out))."""
+    from mindset.models.anatomy import is_conv1d
+
+    if isinstance(module, nn.Linear):
+        return module.weight, module.bias
+    if is_conv1d(module):
+        return module.weight.T, module.bias
+    raise MindsetError(f"a {type(module).__name__} is not a projection int8 can replace (nn.Linear or GPT-2's Conv1D)")
+
+
+def int8_targets(model: nn.Module, *, head: bool = True) -> list[str]:
+    """Module paths of the projections `--dtype int8` replaces: every Linear (or Conv1D) inside an attention
+    block or MLP, and the output head when `head` (it is untied from the embedding, which stays fp32)."""
+    from mindset.models.anatomy import blocks, is_projection
+
+    prefixes = tuple(p + "." for b in blocks(model) for p in (b.attn_path, b.mlp_path))
+    names = [name for name, module in model.named_modules() if name.startswith(prefixes) and is_projection(module)]
+    output = model.get_output_embeddings() if head else None
+    if isinstance(output, nn.Linear):
+        names += [name for name, module in model.named_modules() if module is output]
+    return names
+
+
+def quantize_int8(model: nn.Module, *, head: bool = True, kernel: bool = True) -> nn.Module:
+    """Replace `int8_targets(model)` in place by Int8WeightLinear layers; returns the model, marked int8."""
+    for name in int8_targets(model, head=head):
+        parent, _, child = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, child, Int8WeightLinear(getattr(owner, child), kernel=kernel))
+    model.mindset_int8 = True
+    return model
+
+
+def is_int8(model) -> bool:
+    """Whether a model (HF model or LoadedModel) holds int8 weight layers."""
+    model = model.model if hasattr(model, "tokenizer") and hasattr(model, "model") else model
+    return bool(getattr(model, "mindset_int8", False)) or any(isinstance(m, Int8WeightLinear) for m in model.modules())
+
+
+def refuse_int8(model, what: str) -> None:
+    """A clear error where int8 weights cannot apply (training, surgery, saving)."""
+    if is_int8(model):
+        raise MindsetError(f"{what} needs float weights, but this model was loaded with --dtype int8 (inference only); load it with --dtype float32")
+
+
+def check_int8_device(device: str | torch.device | None) -> str | torch.device:
+    """The device an int8 load runs on: 'auto' means the CPU (even with a GPU present); another device is
+    an error, since the kernel mindset relies on is torch's CPU one. Unknown names are left to resolve_device."""
+    if device is None or str(device) == "auto":
+        device = "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return device
+    if kind != "cpu":
+        raise MindsetError(f"--dtype int8 runs on the CPU (torch's int8-weight kernel), not on {device}; use --device cpu, or --dtype bfloat16 on a GPU")
+    if not kernel_available():
+        raise MindsetError(f"--dtype int8 needs torch's int8 kernel (torch >= 2.3), and this torch is {torch.__version__}; upgrade torch or use --dtype float32")
+    return device
