@@ -66,6 +66,7 @@ class Entry:
     users: int = 0  # requests holding or waiting for it
     last_used: float = 0.0
     loading: bool = False
+    unloading: bool = False  # detached, its memory not yet freed
     attempt: int = 0  # loads begun; a request knows which one it waited for
     failed: int = -1  # the attempt that failed last
     failure: PoolError | None = None
@@ -75,7 +76,7 @@ class Entry:
 
     @property
     def state(self) -> str:
-        return "loaded" if self.runner is not None else "loading" if self.loading else "not-loaded"
+        return "loaded" if self.runner is not None else "loading" if self.loading else "unloading" if self.unloading else "not-loaded"
 
 
 class Lease:
@@ -297,44 +298,44 @@ class ModelPool:
                     raise PoolError(f"the model {newcomer.name!r} needs {format_bytes(need)}; the --memory-budget of {format_bytes(self.budget)} "
                                     f"is held by models in use ({busy}); retry shortly", code="memory_budget_busy", retry_after=2)
                 victim = min(idle, key=lambda e: e.last_used)
-                runner = self._detach(victim)
-            self._unload(victim, runner, "to make room for " + repr(newcomer.name))
+            self._evict(victim, "to make room for " + repr(newcomer.name), when=lambda e: e.users == 0)
 
-    def _detach(self, entry: Entry) -> Any:
-        """Take `entry`'s runner and model out of the pool (caller holds the lock); requests for it now load it again."""
-        runner, entry.runner, entry.loaded = entry.runner, None, None
-        return runner
-
-    def _unload(self, entry: Entry, runner: Any, why: str) -> None:
+    def _evict(self, entry: Entry, why: str, when: Callable[[Entry], bool]) -> bool:
+        """Unload `entry` if it is still loaded, reloadable and `when(entry)` holds (checked under the lock); the caller holds
+        the load lock, so a reload waits until its memory is freed. This frame holds the only reference to the runner."""
+        with self._lock:
+            if entry.runner is None or entry.spec is None or not when(entry):
+                return False
+            runner, entry.runner, entry.loaded, entry.unloading = entry.runner, None, None, True
         runner.stop()
         del runner
         _free_memory()
+        with self._lock:
+            entry.unloading = False
         log.info("unloaded %s (%s) %s", entry.name, format_bytes(entry.nbytes or 0), why)
+        return True
 
     def unload(self, name: str) -> bool:
         """Unload `name` now if it is loaded, idle and reloadable; True if it was unloaded."""
         with self._lock:
             entry = self._entry(name)
-            if entry.runner is None or entry.users or entry.spec is None:
-                return False
-            runner = self._detach(entry)
-        self._unload(entry, runner, "on request")
-        return True
+        with self._load_lock:
+            return self._evict(entry, "on request", when=lambda e: e.users == 0)
 
     def _reap(self) -> None:
         """Unload models idle for longer than idle_ttl (LM Studio's TTL), checking a few times per TTL."""
         period = min(max(self.idle_ttl / 4, 0.05), 5.0)
+
+        def expired(e: Entry) -> bool:
+            return e.users == 0 and self._clock() - e.last_used >= self.idle_ttl
+
         while not self._closing.wait(period):
-            now = self._clock()
             with self._lock:
-                expired = [e for e in self._entries.values()
-                           if e.runner is not None and e.users == 0 and e.spec is not None and now - e.last_used >= self.idle_ttl]
-            for entry in expired:
-                with self._lock:  # it may have been taken in between
-                    if entry.runner is None or entry.users or self._clock() - entry.last_used < self.idle_ttl:
-                        continue
-                    runner = self._detach(entry)
-                self._unload(entry, runner, f"after {self.idle_ttl:g} s idle")
+                candidates = [e for e in self._entries.values() if e.runner is not None and e.spec is not None and expired(e)]
+            for entry in candidates:
+                with self._load_lock:
+                    self._evict(entry, f"after {self.idle_ttl:g} s idle", when=expired)
+            del candidates
 
 
 def _default_load(spec: str):
