@@ -2,12 +2,16 @@
 a budget that holds one unloads the least recently used idle one (its memory freed) and reloads it on demand,
 503 + Retry-After while a model loads, 404 naming the served ids, and the CLI's NAME=SPEC and --memory-budget."""
 
+import itertools
 import threading
 import time
 import weakref
+from collections import Counter
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
 from serve_helpers import LiveServer, api
 
 from mindset.chat import SamplingParams, generate
@@ -284,3 +288,38 @@ def test_the_command_serves_two_models_one_from_a_folder(tmp_path):
             reply = httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
             assert reply["choices"][0]["text"] == local_greedy("tiny-llama" if model == "base" else "tiny-gpt2")
         assert [m["loaded"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == [True, False]  # edited gave way to base
+
+
+# ---------------------------------------------------------------- property-based: random requests across two models under a budget for one
+
+schema_loader = Loader()
+schema_pool = ModelPool(SPECS, load=schema_loader, budget=ONE_OF_THEM, load_wait=60)
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(schema_pool, max_pending=8))
+statuses: Counter = Counter()
+calls = itertools.count()
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_errors_while_models_come_and_go(case):
+    n = next(calls)
+    served = None if n % 3 == 0 else ("llama", "gpt2")[n // 6 % 2]  # two thirds name a served model, switching every few cases
+    if served and isinstance(case.body, dict) and "model" in case.body:
+        case.body["model"] = served
+        for key in ("max_tokens", "max_completion_tokens"):  # long generations (none given: to the context) are test_schemathesis.py's
+            if key in case.body and (case.body[key] is None or isinstance(case.body[key], int) and case.body[key] > 8):
+                case.body[key] = 8
+        if case.path != "/v1/embeddings" and "max_tokens" not in case.body:
+            case.body["max_tokens"] = 8
+    if served and case.path_parameters and "model" in case.path_parameters:
+        case.path_parameters["model"] = served
+    response = case.call()
+    statuses[(case.path, response.status_code)] += 1
+    assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:300]}"
+
+
+def test_the_property_test_moved_models_in_and_out():
+    """The property test above (first, in file order) reached generation on both models, so the budget unloaded and reloaded them."""
+    assert statuses[("/v1/completions", 200)] + statuses[("/v1/chat/completions", 200)] > 0, statuses
+    assert statuses[("/v1/models/{model}", 200)] > 0 and statuses[("/v1/models/{model}", 404)] > 0, statuses
+    assert schema_loader.count("tiny-llama") >= 2 or schema_loader.count("tiny-gpt2") >= 2, schema_loader.made
