@@ -245,6 +245,15 @@ def test_a_model_handed_over_loaded_stays_loaded():
         assert states(server) == {"edited": "loaded", "gpt2": "not-loaded"}
 
 
+def test_unload_frees_an_idle_model_and_keeps_one_handed_over(tiny_llama):
+    loader = Loader()
+    pool = ModelPool({"edited": None, "gpt2": "tiny-gpt2"}, preloaded={"edited": tiny_llama}, load=loader)
+    with LiveServer(create_app(pool)) as server:
+        greedy(server, "gpt2")
+        assert pool.unload("gpt2") and not pool.unload("gpt2") and not pool.unload("edited")
+        assert states(server) == {"edited": "loaded", "gpt2": "not-loaded"} and loader.alive("tiny-gpt2") == 0
+
+
 @pytest.mark.parametrize("text,size", [("2GB", 2 * 10**9), ("1.5GiB", 3 * 2**29), ("800 MB", 8 * 10**8), ("512", 512), ("600kB", 600_000), ("3b", 3)])
 def test_budget_sizes(text, size):
     assert parse_budget(text) == size

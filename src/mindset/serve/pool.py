@@ -136,6 +136,9 @@ class ModelPool:
                 self._check_fits(entry)
             except PoolError as err:
                 raise MindsetError(str(err)) from None
+        together = sum(e.nbytes for e in self._entries.values() if e.loaded is not None)
+        if budget is not None and together > budget:
+            raise MindsetError(f"the models given loaded take {format_bytes(together)} together, more than the --memory-budget of {format_bytes(budget)}")
 
     # ---------------------------------------------------------------- what the app and /v1/models see
 
@@ -181,10 +184,10 @@ class ModelPool:
                     entry.last_used = self._clock()
 
     def start(self) -> None:
+        self._closing.clear()
         for runner in self.runners():
             runner.start()
         if self.idle_ttl is not None:
-            self._closing.clear()
             self._reaper = threading.Thread(target=self._reap, name="mindset-model-ttl", daemon=True)
             self._reaper.start()
 
@@ -255,6 +258,8 @@ class ModelPool:
                     entry.nbytes = model_bytes(loaded.model)
                 self._check_fits(entry)
                 self._make_room(entry, entry.nbytes)
+                if self._closing.is_set():
+                    raise PoolError("the server is shutting down", code="shutting_down")
                 runner = self._make_runner(entry.name, loaded)
                 runner.start()
             except PoolError as err:
