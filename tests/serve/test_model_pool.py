@@ -286,6 +286,27 @@ def test_cli_errors_are_one_line(cli, args, message):
     assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in out + err
 
 
+def test_the_command_keeps_no_reference_to_the_model_it_loaded_first(cli, monkeypatch):
+    """`mindset serve` loads its first model itself: once the budget unloads it, its memory must be freed all the same."""
+    seen = {}
+
+    def run(app, sock):  # instead of uvicorn on the socket: serve it in a thread, switch models, look
+        sock.close()
+        first = weakref.ref(app.state.pool.runners()[0].loaded.model)
+        with LiveServer(app) as server:
+            seen["answer"] = complete(server, "tiny-gpt2").status_code
+            seen["states"] = states(server)
+        import gc
+
+        gc.collect()
+        seen["first freed"] = first() is None
+
+    monkeypatch.setattr("mindset.serve.net.run", run)
+    code, _, err = cli("serve", "tiny-llama", "tiny-gpt2", "--memory-budget", "600kB", "--device", "cpu", "--port", "0")
+    assert code == 0, err
+    assert seen == {"answer": 200, "states": {"tiny-llama": "not-loaded", "tiny-gpt2": "loaded"}, "first freed": True}
+
+
 def test_the_command_serves_two_models_one_from_a_folder(tmp_path):
     from mindset.models.saving import save
 

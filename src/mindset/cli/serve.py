@@ -50,10 +50,25 @@ def serve(
         err_console.print(f"[yellow]warning:[/] binding {host}: the model is reachable from the network" + ("" if api_key else " without an API key"))
     pool = ModelPool(specs, preloaded={first: loaded}, load=lambda spec: load_model(spec, device, dtype), budget=budget, idle_ttl=idle_ttl,
                      load_wait=load_wait)
+    del loaded  # the pool holds it now: once unloaded, nothing here may keep its memory
     app = create_app(pool, api_key=api_key, max_pending=max_pending)
+    _log_model_changes()
     within = f" within {format_bytes(budget)}" if budget is not None else ""
     err_console.print(f"serving [bold]{', '.join(specs)}[/]{within} at http://{host}:{sock.getsockname()[1]}/v1")
     run(app, sock)
+
+
+def _log_model_changes() -> None:
+    """The pool's loads and unloads ("loaded b (538.1 MB) in 2.1 s") on stderr, where the server's own lines go."""
+    import logging
+
+    logger = logging.getLogger("mindset.serve")
+    if not any(getattr(h, "mindset_serve", False) for h in logger.handlers):  # once per process
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.mindset_serve = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def model_specs(args: list[str], name: str | None = None) -> dict[str, str]:

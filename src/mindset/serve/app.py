@@ -68,7 +68,8 @@ def create_app(models, *, model_name: str | None = None, api_key: str | None = N
 
     app = FastAPI(title="mindset", version="1", lifespan=lifespan)
     app.state.pool, app.state.metrics = pool, metrics
-    app.state.engine = next((r.engine for r in pool.runners()), None)  # the default model's, when it came loaded
+    if not isinstance(models, ModelPool):  # one model, kept loaded for good: its engine, as before pools
+        app.state.engine = pool.runners()[0].engine
     app.add_middleware(RequestCounter, metrics=metrics)
 
     @app.exception_handler(ApiError)
