@@ -99,6 +99,7 @@ def test_both_models_answer_as_they_do_alone_and_are_listed():
         assert chat.model == "gpt2" and chat.usage.completion_tokens == 4
         cards = {m["id"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
         assert {k: (m["loaded"], m["state"], m["bytes"]) for k, m in cards.items()} == {"llama": (True, "loaded", LLAMA), "gpt2": (True, "loaded", GPT2)}
+        assert all(m["load_seconds"] > 0 for m in cards.values())
         assert api(server).models.retrieve("gpt2").id == "gpt2"
         assert httpx.get(f"{server.url}/health").json()["models"] == {"llama": "loaded", "gpt2": "loaded"}
     assert loader.count("tiny-llama") == loader.count("tiny-gpt2") == 1
@@ -252,6 +253,7 @@ def test_unload_frees_an_idle_model_and_keeps_one_handed_over(tiny_llama):
         greedy(server, "gpt2")
         assert pool.unload("gpt2") and not pool.unload("gpt2") and not pool.unload("edited")
         assert states(server) == {"edited": "loaded", "gpt2": "not-loaded"} and loader.alive("tiny-gpt2") == 0
+        assert httpx.get(f"{server.url}/v1/models/edited").json()["load_seconds"] is None  # handed over loaded
 
 
 @pytest.mark.parametrize("text,size", [("2GB", 2 * 10**9), ("1.5GiB", 3 * 2**29), ("800 MB", 8 * 10**8), ("512", 512), ("600kB", 600_000), ("3b", 3)])

@@ -127,7 +127,8 @@ def create_app(models, *, model_name: str | None = None, api_key: str | None = N
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     async def list_models() -> dict[str, Any]:
-        """Every model this server serves, loaded or not (`loaded`, `state`: loaded, loading or not-loaded; `bytes` once measured)."""
+        """Every model this server serves, loaded or not (`loaded`; `state`: loaded, loading, unloading or not-loaded; `bytes` and
+        `load_seconds` once loaded)."""
         return {"object": "list", "data": [_model_card(m) for m in pool.describe()]}
 
     @app.get("/v1/models/{model}", dependencies=[Depends(authorize)])
@@ -223,7 +224,7 @@ def create_app(models, *, model_name: str | None = None, api_key: str | None = N
 
 
 def _model_card(model: dict[str, Any]) -> dict[str, Any]:
-    return {"id": model["id"], "object": "model", "created": 0, "owned_by": "mindset", **{k: model[k] for k in ("loaded", "state", "bytes")}}
+    return {"id": model["id"], "object": "model", "created": 0, "owned_by": "mindset", **{k: model[k] for k in ("loaded", "state", "bytes", "load_seconds")}}
 
 
 def request_seed(seed: int | None) -> int:

@@ -13,6 +13,7 @@ budget before the least recently used idle models are unloaded; later loads make
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import math
@@ -147,9 +148,11 @@ class ModelPool:
         return list(self._entries)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every configured model, loaded or not: name, state (loaded, loading, not-loaded) and bytes (None until first loaded)."""
+        """Every configured model, loaded or not: name, state (loaded, loading, unloading, not-loaded), bytes (None until first
+        loaded) and how long its last load took (None for one handed over loaded)."""
         with self._lock:
-            return [{"id": e.name, "loaded": e.runner is not None, "state": e.state, "bytes": e.nbytes} for e in self._entries.values()]
+            return [{"id": e.name, "loaded": e.runner is not None, "state": e.state, "bytes": e.nbytes,
+                     "load_seconds": None if e.load_seconds is None else round(e.load_seconds, 3)} for e in self._entries.values()]
 
     def state(self, name: str) -> str:
         with self._lock:
@@ -350,9 +353,14 @@ def _default_load(spec: str):
 
 
 def _free_memory() -> None:
-    """Collect now, so an unloaded model's tensors are gone before the next one loads (and CUDA's cache gives them back)."""
+    """Collect now, so an unloaded model's tensors are gone before the next one loads; then hand the freed memory back
+    (CUDA's cache; glibc's heaps, which each loader and engine thread's arena would otherwise keep)."""
     gc.collect()
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        pass
