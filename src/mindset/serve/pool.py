@@ -113,6 +113,9 @@ class _HeldStream:
                 yield chunk
         finally:
             self._release()
+            close = getattr(self._chunks, "aclose", None)
+            if close is not None:  # left early (a client gone): close the inner stream now, which cancels its generation
+                await close()
 
 
 class ModelPool:
