@@ -20,34 +20,67 @@ from mindset.serve import embeddings
 from mindset.serve.engine import Engine, EngineBusy, Job
 from mindset.serve.logprobs import TokenText
 from mindset.serve.metrics import RequestCounter, ServerMetrics
+from mindset.serve.pool import Lease, ModelPool, PoolError
 from mindset.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponseIds, SamplingFields, error_body
 from mindset.serve.responses import Answer, ApiError, collect, stream, whole
 
 
-def create_app(
-    loaded, *, model_name: str | None = None, api_key: str | None = None, max_pending: int = 64, fast_cpu: bool = True, batching: bool = True
-) -> FastAPI:
-    """An app serving `loaded` (a LoadedModel) under `model_name`; generation starts with the app's lifespan.
+class Served:
+    """One loaded model as the API serves it: the name clients send, the model, its engine and token texts (a pool runner)."""
+
+    def __init__(self, name: str, loaded, engine: Engine):
+        self.name, self.loaded, self.engine, self.token_text = name, loaded, engine, TokenText(loaded.tokenizer)
+
+    def start(self) -> None:
+        self.engine.start()
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    @property
+    def pending(self) -> int:
+        return self.engine.pending
+
+    @property
+    def running(self) -> int:
+        return self.engine.running
+
+
+def create_app(models, *, model_name: str | None = None, api_key: str | None = None, max_pending: int = 64, fast_cpu: bool = True,
+               batching: bool = True) -> FastAPI:
+    """An app serving `models`: a LoadedModel (under `model_name`), or a ModelPool of several; generation starts
+    with the app's lifespan. Each loaded model gets its own engine; max_pending bounds each engine.
     batching: decode all requests in one forward per step (False: the round-robin engine, batch 1)."""
-    engine = Engine(loaded, max_pending=max_pending, fast_cpu=fast_cpu, batching=batching)
-    metrics = ServerMetrics(pending=lambda: engine.pending, running=lambda: engine.running)
-    engine.metrics = metrics
-    token_text = TokenText(loaded.tokenizer)
-    name = model_name or loaded.name
+    pool = models if isinstance(models, ModelPool) else ModelPool({model_name or models.name: None}, preloaded={model_name or models.name: models})
+    metrics = ServerMetrics(pending=lambda: pool.pending, running=lambda: pool.running, loaded=lambda: len(pool.runners()))
+
+    def make_runner(name: str, loaded) -> Served:
+        engine = Engine(loaded, max_pending=max_pending, fast_cpu=fast_cpu, batching=batching)
+        engine.metrics = metrics
+        metrics.model_loads.labels(name).inc()
+        return Served(name, loaded, engine)
+
+    pool.attach(make_runner)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine.start()
+        pool.start()
         yield
-        engine.stop()
+        pool.stop()
 
     app = FastAPI(title="mindset", version="1", lifespan=lifespan)
-    app.state.engine, app.state.metrics = engine, metrics
+    app.state.pool, app.state.metrics = pool, metrics
+    if not isinstance(models, ModelPool):  # one model, kept loaded for good: its engine, as before pools
+        app.state.engine = pool.runners()[0].engine
     app.add_middleware(RequestCounter, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
         return JSONResponse(err.body, status_code=err.status)
+
+    @app.exception_handler(PoolError)
+    async def _pool_error(_: Request, err: PoolError) -> JSONResponse:
+        return JSONResponse(error_body(str(err), err.type_, "model", err.code), status_code=err.status, headers=err.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -69,13 +102,26 @@ def create_app(
         if not hmac.compare_digest(given.encode(), api_key.encode()):  # constant time
             raise ApiError(401, "invalid API key", code="invalid_api_key")
 
-    def check_model(requested: str) -> None:
-        if requested != name:
-            raise ApiError(404, f"the model {requested!r} does not exist; this server serves {name!r}", param="model", code="model_not_found")
+    async def serving(requested: str, handle):
+        """handle(served) under a lease on the requested model: it stays loaded until the answer (or its stream) ends."""
+        lease: Lease = await pool.acquire(requested)
+        try:
+            response = await handle(lease.runner)
+        except BaseException:
+            lease.release()
+            raise
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = lease.hold(response.body_iterator)
+        else:
+            lease.release()
+        return response
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "pending": engine.pending, "served": engine.served, "batching": engine.batching}
+        runners = pool.runners()
+        served = sum(getattr(r.engine, "served", 0) for r in runners)
+        return {"status": "ok", "model": pool.names[0], "models": {m["id"]: m["state"] for m in pool.describe()}, "pending": pool.pending, "served": served,
+                "batching": batching}
 
     @app.get("/metrics", response_class=Response)
     async def scrape() -> Response:
@@ -83,11 +129,22 @@ def create_app(
         return Response(metrics.scrape(), media_type=metrics.content_type)
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "mindset"}]}
+    async def list_models() -> dict[str, Any]:
+        """Every model this server serves, loaded or not (`loaded`; `state`: loaded, loading, unloading or not-loaded; `bytes` and
+        `load_seconds` once loaded)."""
+        return {"object": "list", "data": [_model_card(m) for m in pool.describe()]}
+
+    @app.get("/v1/models/{model}", dependencies=[Depends(authorize)])
+    async def retrieve_model(model: str) -> dict[str, Any]:
+        pool.state(model)  # UnknownModel: 404
+        return next(_model_card(m) for m in pool.describe() if m["id"] == model)
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     async def chat_completions(body: ChatCompletionRequest, request: Request):
+        return await serving(body.model, lambda served: _chat(served, body, request))
+
+    async def _chat(served: Served, body: ChatCompletionRequest, request: Request):
+        loaded, name, token_text = served.loaded, served.name, served.token_text
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
         try:
             prompt_ids = encode_prompt(loaded.tokenizer, messages)
@@ -96,21 +153,25 @@ def create_app(
         except Exception as err:  # the chat template itself may reject a conversation (roles, order)
             raise ApiError(400, f"the chat template rejected the messages: {err}", param="messages") from None
         answer = Answer(ResponseIds("chatcmpl", name), True, len(prompt_ids), token_text, logprobs=body.logprobs is True)
-        return await _respond(request, body, prompt_ids, answer, top=body.logprob_top())
+        return await _respond(served, request, body, prompt_ids, answer, top=body.logprob_top())
 
     @app.post("/v1/completions", dependencies=[Depends(authorize)])
     async def completions(body: CompletionRequest, request: Request):
+        return await serving(body.model, lambda served: _complete(served, body, request))
+
+    async def _complete(served: Served, body: CompletionRequest, request: Request):
+        loaded, name, token_text = served.loaded, served.name, served.token_text
         prompt = body.prompt_value()
         if isinstance(prompt, str):
             prompt_ids, text = list(loaded.tokenizer(prompt, add_special_tokens=True)["input_ids"]), prompt
         else:
-            prompt_ids, text = list(prompt), _decode_ids(prompt)
+            prompt_ids, text = list(prompt), _decode_ids(loaded, prompt)
         if not prompt_ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
         answer = Answer(ResponseIds("cmpl", name), False, len(prompt_ids), token_text, body.logprobs is not None, text, body.echo)
-        return await _respond(request, body, prompt_ids, answer, top=body.logprobs, score_prompt=body.echo and body.logprobs is not None)
+        return await _respond(served, request, body, prompt_ids, answer, top=body.logprobs, score_prompt=body.echo and body.logprobs is not None)
 
-    def _decode_ids(ids: list[int]) -> str:
+    def _decode_ids(loaded, ids: list[int]) -> str:
         vocab = len(loaded.tokenizer)
         if ids and max(ids) >= vocab:
             raise ApiError(400, f"the prompt has token id {max(ids)}; this model's ids are 0 to {vocab - 1}", param="prompt")
@@ -118,7 +179,10 @@ def create_app(
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
     async def create_embeddings(body: EmbeddingRequest):
-        check_model(body.model)
+        return await serving(body.model, lambda served: _embed(served, body))
+
+    async def _embed(served: Served, body: EmbeddingRequest):
+        loaded, name, engine = served.loaded, served.name, served.engine
         try:
             embeddings.check_dimensions(loaded, body.dimensions)
             id_lists = embeddings.token_lists(loaded, body.inputs())
@@ -131,11 +195,11 @@ def create_app(
         metrics.prompt_tokens.inc(n_tokens)
         return embeddings.response(name, vectors, body.encoding_format, n_tokens)
 
-    async def _respond(request: Request, body: SamplingFields, prompt_ids: list[int], answer: Answer, top: int | None, score_prompt: bool = False):
-        check_model(body.model)
-        job = _job(body, prompt_ids, top, score_prompt)
+    async def _respond(served: Served, request: Request, body: SamplingFields, prompt_ids: list[int], answer: Answer, top: int | None,
+                       score_prompt: bool = False):
+        job = _job(served.loaded, body, prompt_ids, top, score_prompt)
         try:
-            engine.submit(job)
+            served.engine.submit(job)
         except EngineBusy as err:
             raise ApiError(429, f"the server is busy ({err}); retry shortly", "rate_limit_error") from None
         metrics.prompt_tokens.inc(len(prompt_ids))
@@ -144,7 +208,7 @@ def create_app(
             return StreamingResponse(stream(job, answer, include_usage), media_type="text/event-stream")
         return whole(answer, await collect(request, job))
 
-    def _job(body: SamplingFields, prompt_ids: list[int], top: int | None, score_prompt: bool) -> Job:
+    def _job(loaded, body: SamplingFields, prompt_ids: list[int], top: int | None, score_prompt: bool) -> Job:
         context = loaded.context_length
         limit = body.token_limit()
         if len(prompt_ids) >= context or (limit is not None and len(prompt_ids) + limit > context):
@@ -160,6 +224,10 @@ def create_app(
         return Job(prompt_ids, params, body.stop_list(), loop=asyncio.get_running_loop(), logprobs=top, score_prompt=score_prompt, generate=limit != 0)
 
     return app
+
+
+def _model_card(model: dict[str, Any]) -> dict[str, Any]:
+    return {"id": model["id"], "object": "model", "created": 0, "owned_by": "mindset", **{k: model[k] for k in ("loaded", "state", "bytes", "load_seconds")}}
 
 
 def request_seed(seed: int | None) -> int:

@@ -22,7 +22,7 @@ TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 class ServerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, pending: Callable[[], int], running: Callable[[], int]):
+    def __init__(self, pending: Callable[[], int], running: Callable[[], int], loaded: Callable[[], int] = lambda: 1):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("mindset_requests", "HTTP requests answered, by endpoint and status code", ["endpoint", "status"], registry=r)
@@ -32,6 +32,9 @@ class ServerMetrics:
         queue.set_function(pending)
         running_gauge = Gauge("mindset_requests_running", "generations being decoded now", registry=r)
         running_gauge.set_function(running)
+        loaded_gauge = Gauge("mindset_models_loaded", "models loaded now (the others load on their first request)", registry=r)
+        loaded_gauge.set_function(loaded)
+        self.model_loads = Counter("mindset_model_loads", "times each model was loaded (a reload after an unload counts again)", ["model"], registry=r)
         self.ttft = Histogram("mindset_time_to_first_token_seconds", "from accepting a request to its first new token", buckets=TTFT_BUCKETS, registry=r)
         self.per_token = Histogram("mindset_time_per_output_token_seconds", "between consecutive new tokens of a request", buckets=TOKEN_BUCKETS, registry=r)
 
