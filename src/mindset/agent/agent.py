@@ -39,9 +39,9 @@ class Agent:
         self.loaded = loaded
         self.db = MemoryDB(folder)
         if embed is None:
-            from mindset.agent.embed import HiddenStateEmbedder
+            from mindset.agent.embed import resolve_embedder
 
-            embed = HiddenStateEmbedder(loaded)
+            embed = resolve_embedder(None, loaded)
         self.embed = embed
         self._check_embedder(getattr(embed, "name", None))
         self.rate_with_model = importance == "model" or (importance == "auto" and model_can_rate(loaded))
@@ -70,7 +70,7 @@ class Agent:
         if not text.strip():
             raise MindsetError("the message is empty")
         vector = self._embed_one(text)
-        self.last_recalled = self.recall_vector(vector, touch=True)
+        self.last_recalled = self.recall_vector(self._embed_query(text, vector), touch=True, text=text)
         self.session.system = self._fit_system(text, self.last_recalled)
         dropped_before = self.session.dropped_turns
         result = self.session.reply(text, on_text=on_text)
@@ -128,12 +128,14 @@ class Agent:
 
     def recall(self, query: str, k: int | None = None, *, touch: bool = False) -> list[tuple[Recalled, Memory]]:
         """The k best memories for a query; `touch` refreshes their recency (a reply's recall does)."""
-        return self.recall_vector(self._embed_one(query), k, touch=touch)
+        return self.recall_vector(self._embed_query(query), k, touch=touch, text=query)
 
-    def recall_vector(self, vector, k: int | None = None, *, touch: bool = False) -> list[tuple[Recalled, Memory]]:
+    def recall_vector(self, vector, k: int | None = None, *, touch: bool = False, text: str | None = None) -> list[tuple[Recalled, Memory]]:
+        """Recall by a query embedding; `text`, when given, adds the BM25 term (RecallWeights.lexical)."""
         self._sync()
         now = time.time()
-        scored = self.index.top(vector, now, self.weights, k)
+        lexical = self.db.lexical(text) if text and self.weights.lexical else None
+        scored = self.index.top(vector, now, self.weights, k, lexical=lexical)
         if touch and scored:
             ids = [s.id for s in scored]
             self.db.touch(ids, now)
@@ -154,6 +156,13 @@ class Agent:
 
     def _embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text]), dtype=np.float32).reshape(-1)
+
+    def _embed_query(self, text: str, as_memory: np.ndarray | None = None) -> np.ndarray:
+        """The vector a recall searches with: the embedder's `query` side when it has one, else the memory's."""
+        query = getattr(self.embed, "query", None)
+        if query is None:
+            return self._embed_one(text) if as_memory is None else as_memory
+        return np.asarray(query([text]), dtype=np.float32).reshape(-1)
 
     def _fit_system(self, text: str, recalled: list[tuple[Recalled, Memory]]) -> str:
         """The system prompt with as many recalled memories (best first) as fit beside the message."""

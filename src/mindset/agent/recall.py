@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mindset.errors import MindsetError
 
 SECONDS_PER_HOUR = 3600.0
+LEXICAL_WEIGHT = 1.0
 
 
 class RecallWeights(BaseModel):
@@ -37,6 +38,7 @@ class RecallWeights(BaseModel):
     relevance: float = Field(1.0, ge=0.0, description="α: weight of the cosine between query and memory")
     recency: float = Field(1.0, ge=0.0, description="β: weight of the decay since the memory was last accessed")
     importance: float = Field(1.0, ge=0.0, description="γ: weight of the memory's 1-10 importance")
+    lexical: float = Field(LEXICAL_WEIGHT, ge=0.0, description="δ: weight of the BM25 score of the words query and memory share")
     decay: float = Field(0.995, gt=0.0, le=1.0, description="recency factor per hour since last access")
     recency_range: float = Field(0.1, ge=0.0, le=1.0, description="min-max of recency divides by at least this spread")
     top_k: int = Field(3, ge=1, description="memories recalled into each reply's system prompt")
@@ -53,6 +55,7 @@ class Recalled:
     importance: float
     cosine: float  # the raw relevance, before normalising
     hours: float  # since last access
+    lexical: float = 0.0  # the normalised BM25 score (0 without a lexical match)
 
 
 def min_max(values: torch.Tensor, min_range: float = 0.0) -> torch.Tensor:
@@ -109,8 +112,9 @@ class MemoryIndex:
     def touch(self, memory_ids, when: float) -> None:
         self.last_accessed[np.isin(self.ids, np.asarray(memory_ids, np.int64))] = when
 
-    def top(self, query, now: float, weights: RecallWeights, k: int | None = None) -> list[Recalled]:
-        """The k best memories for a query embedding at time `now` (unix seconds)."""
+    def top(self, query, now: float, weights: RecallWeights, k: int | None = None, lexical=None) -> list[Recalled]:
+        """The k best memories for a query embedding at time `now` (unix seconds); `lexical`, (ids, BM25
+        scores) from MemoryDB.lexical, adds δ·(min-max BM25) to the score (memories it leaves out score 0)."""
         if self.n == 0:
             return []
         q = _unit(torch.as_tensor(np.asarray(query, np.float32)).reshape(1, -1))
@@ -118,12 +122,24 @@ class MemoryIndex:
         cosine = (self._emb[: self.n] @ q[0].to(self.dtype)).double()
         hours = torch.from_numpy(np.maximum(now - self.last_accessed, 0.0) / SECONDS_PER_HOUR)
         parts = (min_max(cosine), min_max(weights.decay ** hours, weights.recency_range), min_max(torch.from_numpy(self.importance)))
-        total = weights.relevance * parts[0] + weights.recency * parts[1] + weights.importance * parts[2]
+        words = self._lexical(lexical) if lexical is not None and weights.lexical else torch.zeros(self.n, dtype=torch.float64)
+        total = weights.relevance * parts[0] + weights.recency * parts[1] + weights.importance * parts[2] + weights.lexical * words
         k = min(k or weights.top_k, self.n)
         # ties broken toward the newer memory: a tiny id-ordered offset far below any real score difference
         order = torch.topk(total + torch.from_numpy(self.ids.astype(np.float64)) * 1e-12, k).indices.tolist()
         return [Recalled(int(self.ids[i]), float(total[i]), float(parts[0][i]), float(parts[1][i]), float(parts[2][i]),
-                         float(cosine[i]), float(hours[i])) for i in order]
+                         float(cosine[i]), float(hours[i]), float(words[i])) for i in order]
+
+    def _lexical(self, lexical) -> torch.Tensor:
+        """BM25 scores laid on the index's rows (ids are kept ascending), min-max over all memories."""
+        ids, scores = (np.asarray(lexical[0], np.int64), np.asarray(lexical[1], np.float64))
+        out = np.zeros(self.n)
+        if len(ids):
+            rows = np.minimum(np.searchsorted(self.ids, ids), self.n - 1)
+            found = self.ids[rows] == ids
+            out[rows[found]] = np.maximum(scores[found], 0.0)
+        values = torch.from_numpy(out)
+        return values / values.max() if values.max() > 0 else values
 
     def _check_width(self, width: int) -> None:
         if self.n and width != self.width:
