@@ -28,6 +28,16 @@ FACTS = [
     ("My favourite food is grilled sardines.", "What is my favourite food?", "sardine"),
     ("I have a tattoo of a swallow on my arm.", "What is my tattoo of?", "swallow"),
 ]
+# FACTS' questions reworded to share no word with their fact once stop words are dropped and words
+# stemmed (BM25 cannot find these; only the embedding can): measured, never tuned on.
+PARAPHRASED = [
+    "What's the name of my female sibling?", "Which town is my home?", "What is my profession?", "What do I call my pet feline?",
+    "Which nut gives me a reaction?", "Which hue do I like the most?", "What year did I come into the world?",
+    "Which musical instrument is my hobby?", "Who am I married to?", "What vehicle do I own?", "Which novel do I love reading?",
+    "Where did I spend my childhood?", "Which tongues do I know?", "What is the age of my girl?",
+    "Which long-distance race do I do each year?", "Who is my closest pal?", "Which creature frightens me?",
+    "What was my major in college?", "Which dish do I enjoy eating most?", "What is inked on my skin?",
+]
 # A second person, for choosing embedders and weights (benchmarks/agent_recall.py --variants): the
 # defaults are picked on these and then measured once on FACTS, so the 90% is not tuned on its own questions.
 TUNING_FACTS = [

@@ -55,7 +55,7 @@ def embedders(loaded) -> dict:
     return out
 
 
-def hits(loaded, embed, facts, seed: int, lexical: float, relevance: float = 1.0, k: int = 3) -> int:
+def hits(loaded, embed, facts, seed: int, lexical: float, relevance: float = 1.0, k: int = 3, questions=None) -> int:
     from mindset.agent import Agent, RecallWeights
 
     turns_by_session, _ = texts_of(facts, seed)
@@ -67,25 +67,27 @@ def hits(loaded, embed, facts, seed: int, lexical: float, relevance: float = 1.0
                 agent.remember(text)
             agent.close()
         agent = Agent(loaded, folder, embed=embed, weights=weights, importance="heuristic")
-        found = sum(statement in [m.text for _, m in agent.recall(question, k)] for statement, question, _ in facts)
+        questions = questions or [q for _, q, _ in facts]
+        found = sum(statement in [m.text for _, m in agent.recall(question, k)] for (statement, _, _), question in zip(facts, questions))
         agent.close()
     return found
 
 
 def variants(loaded, seed_tuning: int = 1, seed_test: int = 0) -> list[dict]:
-    """Every (embedder, BM25 weight) on the tuning facts and the test facts, plus BM25 alone."""
-    from agent_facts import FACTS, TUNING_FACTS
+    """Every (embedder, BM25 weight) on the tuning facts, the test facts and the test facts' paraphrased
+    questions, plus BM25 alone."""
+    from agent_facts import FACTS, PARAPHRASED, TUNING_FACTS
 
-    sets = {"tuning": (TUNING_FACTS, seed_tuning), "test": (FACTS, seed_test)}
-    texts = sorted({t for facts, seed in sets.values() for session in texts_of(facts, seed)[0] for t in session}
-                   | {q for facts, _ in sets.values() for q in texts_of(facts, 0)[1]})
+    sets = {"tuning": (TUNING_FACTS, seed_tuning, None), "test": (FACTS, seed_test, None), "paraphrased": (FACTS, seed_test, PARAPHRASED)}
+    texts = sorted({t for facts, seed, _ in sets.values() for session in texts_of(facts, seed)[0] for t in session}
+                   | {q for facts, _, _ in sets.values() for q in texts_of(facts, 0)[1]} | set(PARAPHRASED))
     rows = []
     for name, embedder in embedders(loaded).items():
         table = dict(zip(texts, np.asarray(embedder(texts), np.float32)))
         for lexical in LEXICAL_WEIGHTS:
             rows.append({"embedder": name, "lexical": lexical, "relevance": 1.0,
-                         **{part: hits(loaded, Lookup(name, table), facts, seed, lexical) for part, (facts, seed) in sets.items()}})
+                         **{part: hits(loaded, Lookup(name, table), facts, seed, lexical, questions=qs) for part, (facts, seed, qs) in sets.items()}})
         print(rows[-4:], flush=True)
     rows.append({"embedder": "none (BM25 alone)", "lexical": 1.0, "relevance": 0.0,
-                 **{part: hits(loaded, Lookup(name, table), facts, seed, 1.0, relevance=0.0) for part, (facts, seed) in sets.items()}})
+                 **{part: hits(loaded, Lookup(name, table), facts, seed, 1.0, relevance=0.0, questions=qs) for part, (facts, seed, qs) in sets.items()}})
     return rows

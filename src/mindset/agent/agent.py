@@ -29,11 +29,17 @@ class Agent:
     "auto" (default) the model only when it has at least importance.RATING_MIN_PARAMS parameters.
     reload: how many of the latest stored messages start the new conversation's history.
     index_dtype: how the recall index holds embeddings (torch.float32 default; torch.bfloat16 halves the scan).
+    backend: an agent.backend.Backend (an OpenAI-compatible server) that writes the replies, summaries and
+    reflections instead of `loaded`, which still embeds, rates and measures the context.
+    reflect_every: reflect (agent.reflect) after this many new memories; 0 never (the default: a small
+    model's reflections are mostly noise that recall would then bring back).
     """
 
     def __init__(self, loaded, folder: str | Path, *, params: SamplingParams | None = None, system: str | None = None,
                  embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6,
-                 index_dtype=None):
+                 index_dtype=None, backend=None, reflect_every: int = 0):
+        if reflect_every < 0:
+            raise MindsetError(f"reflect_every {reflect_every} is negative; give 0 (never) or a number of memories")
         if importance not in IMPORTANCE_MODES:
             raise MindsetError(f"importance {importance!r} is not one of {', '.join(IMPORTANCE_MODES)}")
         self.loaded = loaded
@@ -48,7 +54,13 @@ class Agent:
         self.weights = weights or RecallWeights()
         self.system = system or DEFAULT_SYSTEM
         self.conversation = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.session = ChatSession(loaded, params)
+        self.backend, self.reflect_every = backend, reflect_every
+        if backend is None:
+            self.session = ChatSession(loaded, params)
+        else:
+            from mindset.agent.backend import BackendSession
+
+            self.session = BackendSession(loaded, backend, params)
         self.session.messages = self._reloaded(reload)
         self._reloaded_count = len(self.session.messages)  # reloaded turns belong to older conversations
         self._summarized = 0  # how many of this conversation's messages a summary already covers
@@ -79,7 +91,25 @@ class Agent:
         self.index.add(memory_id, vector, time.time(), memory.importance)
         if self.session.dropped_turns > dropped_before:
             self.summarize_dropped()
+        self.reflect_if_due()
         return result.text
+
+    def complete(self, prompt: str, max_tokens: int) -> str:
+        """A side question (summary, reflection) to the backend when there is one, else to the local model."""
+        from mindset.agent.summary import complete_locally
+
+        return self.backend.complete(prompt, max_tokens) if self.backend is not None else complete_locally(self.loaded, prompt, max_tokens)
+
+    def reflect(self) -> list[int]:
+        """/reflect: one reflection over the recent memories now; the ids of the reflections written."""
+        from mindset.agent.reflect import reflect
+
+        return reflect(self)
+
+    def reflect_if_due(self) -> list[int]:
+        from mindset.agent.reflect import due
+
+        return self.reflect() if due(self) else []
 
     def summarize_dropped(self) -> int | None:
         """Summarise this conversation's turns the session has dropped (not yet summarised) into a memory
@@ -92,7 +122,7 @@ class Agent:
         gone = stored[self._summarized : n_gone]
         if not gone:
             return None
-        text = summarize(self.loaded, [(m[2], m[3]) for m in gone])
+        text = summarize(self.loaded, [(m[2], m[3]) for m in gone], self.complete)
         self._summarized += len(gone)
         if not text:
             return None
@@ -103,18 +133,19 @@ class Agent:
         from mindset.agent.summary import summarize
 
         stored = self.db.messages(self.conversation)
-        text = summarize(self.loaded, [(m[2], m[3]) for m in stored]) if stored else ""
+        text = summarize(self.loaded, [(m[2], m[3]) for m in stored], self.complete) if stored else ""
         return self.remember("[SUMMARY] " + text, kind="summary", sources=[m[0] for m in stored]) if text else None
 
     def importance_of(self, text: str) -> int:
         return rate_with_model(self.loaded, text) if self.rate_with_model else heuristic_importance(text)
 
     # -- memory ---------------------------------------------------------------------------------------
-    def remember(self, text: str, kind: str = "observation", sources=()) -> int:
+    def remember(self, text: str, kind: str = "observation", sources=(), cites=()) -> int:
+        """Store a memory now (sources: message ids it came from; cites: memory ids, a reflection's evidence)."""
         if not text.strip():
             raise MindsetError("/remember needs the text to remember, e.g. /remember my sister is called Ana")
         vector = self._embed_one(text)
-        memory = NewMemory(text, self.importance_of(text), vector, kind, sources)
+        memory = NewMemory(text, self.importance_of(text), vector, kind, sources, cites)
         memory_id = self.db.add_memory(memory)
         self._sync()
         self.index.add(memory_id, vector, time.time(), memory.importance)
