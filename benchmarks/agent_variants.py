@@ -91,3 +91,13 @@ def variants(loaded, seed_tuning: int = 1, seed_test: int = 0) -> list[dict]:
     rows.append({"embedder": "none (BM25 alone)", "lexical": 1.0, "relevance": 0.0,
                  **{part: hits(loaded, Lookup(name, table), facts, seed, 1.0, relevance=0.0, questions=qs) for part, (facts, seed, qs) in sets.items()}})
     return rows
+
+
+def publish_variants(rows: list[dict], script: str) -> None:
+    """The variants table (agent_variants.json), best on the tuning facts first."""
+    from common import publish
+
+    table = [[r["embedder"], r["lexical"], r["relevance"], f"{r['tuning']}/20", f"{r['test']}/20", f"{r['paraphrased']}/20"] for r in rows]
+    publish(script, "retrieval variants: right memory in the top 3 (tuning facts pick, test facts report; paraphrased: no shared words)",
+            ["embedder", "BM25 weight δ", "relevance weight α", "tuning", "test", "test, paraphrased"], table,
+            {"rows_data": rows, "layers": LAYERS, "lexical_weights": LEXICAL_WEIGHTS})
