@@ -31,13 +31,14 @@ class Agent:
     index_dtype: how the recall index holds embeddings (torch.float32 default; torch.bfloat16 halves the scan).
     backend: an agent.backend.Backend (an OpenAI-compatible server) that writes the replies, summaries and
     reflections instead of `loaded`, which still embeds, rates and measures the context.
+    ann_threshold: from this many memories on, recall's relevance candidates come from faiss (agent.ann); 0 never.
     reflect_every: reflect (agent.reflect) after this many new memories; 0 never (the default: a small
     model's reflections are mostly noise that recall would then bring back).
     """
 
     def __init__(self, loaded, folder: str | Path, *, params: SamplingParams | None = None, system: str | None = None,
                  embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6,
-                 index_dtype=None, backend=None, reflect_every: int = 0):
+                 index_dtype=None, backend=None, reflect_every: int = 0, ann_threshold: int | None = None):
         if reflect_every < 0:
             raise MindsetError(f"reflect_every {reflect_every} is negative; give 0 (never) or a number of memories")
         if importance not in IMPORTANCE_MODES:
@@ -66,7 +67,7 @@ class Agent:
         self._summarized = 0  # how many of this conversation's messages a summary already covers
         self.last_recalled: list[tuple[Recalled, Memory]] = []
         self.db.changed_elsewhere()
-        self.index_dtype = index_dtype
+        self.index_dtype, self.ann_threshold = index_dtype, ann_threshold
         self.index = self._load_index()
 
     def close(self) -> None:
@@ -183,7 +184,7 @@ class Agent:
     def _load_index(self) -> MemoryIndex:
         import torch
 
-        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32)
+        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32, self.ann_threshold)
 
     def _embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text]), dtype=np.float32).reshape(-1)

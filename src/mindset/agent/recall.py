@@ -69,7 +69,13 @@ def min_max(values: torch.Tensor, min_range: float = 0.0) -> torch.Tensor:
 class MemoryIndex:
     """Recall inputs of every memory in memory: unit embeddings in a growable buffer, access times, importance."""
 
-    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32):
+    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None):
+        """ann_threshold: from this many memories on, relevance candidates come from faiss (agent.ann);
+        None is ann.ANN_THRESHOLD, 0 never."""
+        from mindset.agent.ann import ANN_THRESHOLD
+
+        self.ann_threshold = ANN_THRESHOLD if ann_threshold is None else ann_threshold
+        self.ann = None
         ids = np.asarray(ids, np.int64)
         self.n = len(ids)
         self.dtype = dtype
@@ -80,12 +86,19 @@ class MemoryIndex:
         self.ids = ids.copy()
         self.last_accessed = np.asarray(last_accessed, np.float64).copy()
         self.importance = np.asarray(importance, np.float64).copy()
+        self._maybe_ann()
+
+    def _maybe_ann(self) -> None:
+        if self.ann is None and self.ann_threshold and self.n >= self.ann_threshold:
+            from mindset.agent.ann import AnnCandidates
+
+            self.ann = AnnCandidates(self._emb[: self.n])
 
     @classmethod
-    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32) -> MemoryIndex:
+    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None) -> MemoryIndex:
         """dtype: how the unit embeddings are held; bfloat16 halves the memory a query reads, at about 3
         significant digits of cosine (measured no faster on this CPU: its bf16 kernels lose what it saves)."""
-        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype)
+        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype, ann_threshold)
 
     @property
     def width(self) -> int:
@@ -103,11 +116,14 @@ class MemoryIndex:
         self.ids = np.append(self.ids, memory_id)
         self.last_accessed = np.append(self.last_accessed, when)
         self.importance = np.append(self.importance, importance)
+        if self.ann is not None:
+            self.ann.add(vector[0], self.n - 1)
+        self._maybe_ann()
 
     def remove(self, memory_id: int) -> None:
         keep = self.ids != memory_id
         embeddings = self._emb[: self.n][torch.from_numpy(keep)]
-        self.__init__(self.ids[keep], embeddings.float().numpy(), self.last_accessed[keep], self.importance[keep], self.dtype)
+        self.__init__(self.ids[keep], embeddings.float().numpy(), self.last_accessed[keep], self.importance[keep], self.dtype, self.ann_threshold)
 
     def touch(self, memory_ids, when: float) -> None:
         self.last_accessed[np.isin(self.ids, np.asarray(memory_ids, np.int64))] = when
@@ -119,15 +135,22 @@ class MemoryIndex:
             return []
         q = _unit(torch.as_tensor(np.asarray(query, np.float32)).reshape(1, -1))
         self._check_width(q.shape[1])
-        cosine = (self._emb[: self.n] @ q[0].to(self.dtype)).double()
-        hours = torch.from_numpy(np.maximum(now - self.last_accessed, 0.0) / SECONDS_PER_HOUR)
-        parts = (min_max(cosine), min_max(weights.decay ** hours, weights.recency_range), min_max(torch.from_numpy(self.importance)))
         words = self._lexical(lexical) if lexical is not None and weights.lexical else torch.zeros(self.n, dtype=torch.float64)
+        if self.ann is not None:
+            from mindset.agent.ann import approximate_parts
+
+            rows, cosine, hours, parts = approximate_parts(self, q[0], now, weights, words)
+            words, ids = words[rows], self.ids[rows.numpy()]
+        else:
+            rows, ids = None, self.ids
+            cosine = (self._emb[: self.n] @ q[0].to(self.dtype)).double()
+            hours = torch.from_numpy(np.maximum(now - self.last_accessed, 0.0) / SECONDS_PER_HOUR)
+            parts = (min_max(cosine), min_max(weights.decay ** hours, weights.recency_range), min_max(torch.from_numpy(self.importance)))
         total = weights.relevance * parts[0] + weights.recency * parts[1] + weights.importance * parts[2] + weights.lexical * words
-        k = min(k or weights.top_k, self.n)
+        k = min(k or weights.top_k, len(ids))
         # ties broken toward the newer memory: a tiny id-ordered offset far below any real score difference
-        order = torch.topk(total + torch.from_numpy(self.ids.astype(np.float64)) * 1e-12, k).indices.tolist()
-        return [Recalled(int(self.ids[i]), float(total[i]), float(parts[0][i]), float(parts[1][i]), float(parts[2][i]),
+        order = torch.topk(total + torch.from_numpy(ids.astype(np.float64)) * 1e-12, k).indices.tolist()
+        return [Recalled(int(ids[i]), float(total[i]), float(parts[0][i]), float(parts[1][i]), float(parts[2][i]),
                          float(cosine[i]), float(hours[i]), float(words[i])) for i in order]
 
     def _lexical(self, lexical) -> torch.Tensor:
