@@ -122,3 +122,11 @@ def test_the_faiss_candidates_follow_adds_and_removes():
     assert index.top(vector, NOW, RecallWeights(), k=1)[0].id == 5000
     index.remove(5000)
     assert index.ann is not None and 5000 not in [r.id for r in index.top(vector, NOW, RecallWeights(), k=5)]
+
+
+def test_bm25_decides_when_the_rest_agree_and_is_laid_on_the_right_rows():
+    index = index_of([(1, [1.0, 0.0], 5, 5), (4, [1.0, 0.0], 5, 5), (9, [1.0, 0.0], 5, 5)])
+    lexical = (np.array([4, 9, 77]), np.array([2.0, 1.0, 5.0]))  # 77 is not in the index (forgotten since): ignored
+    got = index.top(QUERY, NOW, RecallWeights(), k=3, lexical=lexical)
+    assert [r.id for r in got] == [4, 9, 1] and [r.lexical for r in got] == [1.0, 0.5, 0.0]
+    assert [r.id for r in index.top(QUERY, NOW, RecallWeights(lexical=0), k=3, lexical=lexical)] == [9, 4, 1]  # newest first on a tie

@@ -16,6 +16,8 @@ reports how often the two agree.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -23,6 +25,20 @@ ANN_THRESHOLD = 50_000  # memories; below it the exact scan costs a few ms
 ANN_NPROBE = 16  # inverted lists searched: of 250 lists at 10^5 memories, about 6% of the memories scanned
 CANDIDATES = 100
 SAMPLE = 1000
+
+
+@contextmanager
+def one_thread():
+    """faiss on one OpenMP thread: a single query is microseconds of work, and on a busy machine OpenMP's
+    spinning threads made it 20-200x slower (measured: 370 ms median with 2 threads, 18 ms with 1, load 20)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class AnnCandidates:
@@ -36,14 +52,16 @@ class AnnCandidates:
         self.store = make_store(f"faiss:{factory}", dim, max(2 * n, 1024), metric="ip", value_shape=(), value_dtype=torch.long,
                                 eviction="none", nprobe=nprobe)
         self.store.insert(embeddings.float(), torch.arange(n))
-        self.store.rebuild()  # train now, at open, rather than on the first query
+        with one_thread():
+            self.store.rebuild()  # train now, at open, rather than on the first query
         self.sample = torch.from_numpy(np.random.default_rng(seed).choice(n, min(SAMPLE, n), replace=False))
 
     def add(self, vector: torch.Tensor, row: int) -> None:
         self.store.insert(vector.float().reshape(1, -1), torch.tensor([row]))
 
     def rows(self, q: torch.Tensor, k: int) -> torch.Tensor:
-        hits = self.store.query(q.float().reshape(1, -1), k, touch=False)
+        with one_thread():
+            hits = self.store.query(q.float().reshape(1, -1), k, touch=False)
         return self.store.values[hits.slots[0][hits.valid[0]]]
 
 
