@@ -61,7 +61,9 @@ import pathlib, sys, time
 from mindset.agent import Agent
 from mindset.chat import SamplingParams
 from mindset.models import load
-agent = Agent(load("tiny-llama", device="cpu", dtype="float32"), sys.argv[1], params=SamplingParams(max_new_tokens=2), reload=0)
+loaded = load("tiny-llama", device="cpu", dtype="float32")
+loaded.model.config.max_position_embeddings = 2048  # room for every turn: no summaries to generate (RoPE has no position table)
+agent = Agent(loaded, sys.argv[1], params=SamplingParams(max_new_tokens=2), reload=0)
 for i in range(int(sys.argv[3])):
     agent.reply(f"{sys.argv[2]} fact {i}")
 folder = pathlib.Path(sys.argv[1])
