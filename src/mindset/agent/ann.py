@@ -54,7 +54,8 @@ class AnnCandidates:
         self.store.insert(embeddings.float(), torch.arange(n))
         with one_thread():
             self.store.rebuild()  # train now, at open, rather than on the first query
-        self.sample = torch.from_numpy(np.random.default_rng(seed).choice(n, min(SAMPLE, n), replace=False))
+        sample = torch.from_numpy(np.random.default_rng(seed).choice(n, min(SAMPLE, n), replace=False))
+        self.sample = embeddings[sample].clone()  # contiguous: gathering the rows per query cost more than the search
 
     def add(self, vector: torch.Tensor, row: int) -> None:
         self.store.insert(vector.float().reshape(1, -1), torch.tensor([row]))
@@ -82,8 +83,8 @@ def approximate_parts(index, q: torch.Tensor, now: float, weights, words: torch.
     rows = torch.unique(torch.cat([p.long() for p in picked]))
     emb = index._emb
     cosine = (emb[rows] @ q.to(index.dtype)).double()
-    farthest = torch.cat([index.ann.sample, index.ann.rows(-q, 8)])  # the least relevant: the nearest to -q
-    sample_low = float((emb[farthest] @ q.to(index.dtype)).min())
+    farthest = index.ann.rows(-q, 8)  # the least relevant: the nearest to -q
+    sample_low = min(float((emb[farthest] @ q.to(index.dtype)).min()), float((index.ann.sample @ q.to(index.dtype)).min()))
     low, high = min(float(cosine.min()), sample_low), float(cosine.max())
     relevance = (cosine - low) / (high - low) if high > low else torch.zeros_like(cosine)
     hours = torch.from_numpy(all_hours[rows.numpy()])
