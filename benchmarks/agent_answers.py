@@ -43,7 +43,8 @@ def ask(loaded, folder: Path, question: str, embed=None) -> tuple[str, list[str]
     return answer, recalled
 
 
-def answers(spec: str, embed_model: str | None = None) -> dict:
+def answers(spec: str, embed_model: str | None = None, on_row=None) -> dict:
+    """The summary (and every row); `on_row(summary so far)` after each question, so a cut run keeps its part."""
     from agent_facts import FACTS
 
     from mindset.agent import Agent
@@ -69,7 +70,14 @@ def answers(spec: str, embed_model: str | None = None) -> dict:
             rows.append({"question": question, "word": word, "with_memory": with_memory, "without_memory": without,
                          "hit_with": word.lower() in with_memory.lower(), "hit_without": word.lower() in without.lower(),
                          "in_prompt": statement in recalled, **{f"top{k}": statement in top[statement][:k] for k in KS}})
-    return {"model": spec, "embedder": embed.name, "questions": len(rows), "seconds": time.perf_counter() - start,
+            print(rows[-1], flush=True)
+            if on_row is not None:
+                on_row(summary(spec, embed.name, rows, start))
+    return summary(spec, embed.name, rows, start)
+
+
+def summary(spec: str, embedder: str, rows: list[dict], start: float) -> dict:
+    return {"model": spec, "embedder": embedder, "questions": len(rows), "seconds": time.perf_counter() - start,
             "with_memory": sum(r["hit_with"] for r in rows), "without_memory": sum(r["hit_without"] for r in rows),
             "in_prompt": sum(r["in_prompt"] for r in rows), **{f"top{k}": sum(r[f"top{k}"] for r in rows) for k in KS}, "rows": rows}
 

@@ -149,7 +149,8 @@ def main() -> None:
     if args.answers:
         from agent_answers import answers, publish_answers
 
-        publish_answers(answers(args.answers, args.embed_model), str(Path(__file__).with_name("agent_answers.py")))
+        target = str(Path(__file__).with_name("agent_answers.py"))
+        publish_answers(answers(args.answers, args.embed_model, on_row=lambda part: publish_answers(part, target)), target)
     if args.variants:
         from agent_variants import publish_variants, variants
 
