@@ -34,6 +34,7 @@ ALLOWED = {
     ("surgery", "memory"): "ffn_to_memory swaps FFN blocks for memory's layers: surgery composes memory modules",
     ("agent", "chat"): "the agent answers through chat's session and decode loop; chat knows nothing of memory",
     ("agent", "map"): "the agent's default embeddings are the map's encoder (hidden states of the chat model)",
+    ("agent", "memory"): "beyond a threshold of memories the agent's recall searches a faiss index through memory's FaissStore",
     ("circuits", "train"): "circuits' Protection meets train's Protection Protocol, and circuits wires the protected distill step; train never imports circuits",
     ("train", "surgery"): "pretraining builds its variants at initialization with surgery's own edits (the recipe steps' table)",
 }

@@ -34,6 +34,14 @@ def run_python(code: str, *args: str, timeout: int = 300) -> subprocess.Complete
 
 
 @pytest.fixture
+def roomy_llama(tiny_llama):
+    """tiny-llama with a 2048-token context (RoPE has no position table to outgrow): room for reflection's prompts,
+    which do not fit its 256 byte-tokens."""
+    tiny_llama.model.config.max_position_embeddings = 2048
+    return tiny_llama
+
+
+@pytest.fixture
 def words():
     return WordEmbedder()
 

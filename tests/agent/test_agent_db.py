@@ -16,14 +16,43 @@ def vec(*values):
 
 def test_a_new_folder_gets_the_documented_schema(tmp_path):
     db = MemoryDB(tmp_path / "m")
-    assert db.version() == dbmod.SCHEMA_VERSION == 1
+    assert db.version() == dbmod.SCHEMA_VERSION == 2
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = {t: [r[1] for r in db.conn.execute(f"PRAGMA table_info({t})")] for t in ("messages", "memories")}
     assert columns["messages"] == ["id", "conversation", "role", "text", "created"]
-    assert columns["memories"] == ["id", "text", "kind", "created", "last_accessed", "importance", "embedding", "sources"]
+    assert columns["memories"] == ["id", "text", "kind", "created", "last_accessed", "importance", "embedding", "sources", "cites"]
     db.close()
     again = MemoryDB(tmp_path / "m")  # reopening applies nothing twice
-    assert again.version() == 1 and again.count("memories") == 0
+    assert again.version() == 2 and again.count("memories") == 0
+
+
+def test_a_version_1_file_is_upgraded_keeping_its_memories_and_indexing_their_words(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:1])
+        patch.setattr(dbmod, "SCHEMA_VERSION", 1)
+        old = MemoryDB(tmp_path)
+        old.conn.execute("INSERT INTO memories (text, kind, created, last_accessed, importance, embedding) "
+                         "VALUES ('I play the cello', 'observation', 0, 0, 5, x'0000803f')")
+        old.close()
+    db = MemoryDB(tmp_path)
+    assert db.version() == 2
+    (memory,) = db.memories(latest=1)
+    assert memory.text == "I play the cello" and memory.cites == []
+    assert db.lexical("which instrument do I play?")[0].tolist() == [memory.id]  # "play" found through the rebuilt index
+
+
+def test_the_word_index_follows_inserts_edits_and_deletes(tmp_path):
+    db = MemoryDB(tmp_path)
+    first = db.add_memory(NewMemory("my cat is called Tom", 5, vec(1, 0)))
+    second = db.add_memory(NewMemory("cats and dogs playing", 5, vec(0, 1)))
+    ids, scores = db.lexical("what is my cat called?")  # "cat" stems to match "cats"; "called" only in the first
+    assert ids.tolist() == [first, second] and scores[0] > scores[1] > 0
+    assert db.lexical("what is my")[0].tolist() == []  # stop words alone match nothing
+    with db.transaction() as conn:
+        conn.execute("UPDATE memories SET text = 'my bird is called Kiwi' WHERE id = ?", (first,))
+    assert db.lexical("cat")[0].tolist() == [second] and db.lexical("kiwi")[0].tolist() == [first]
+    db.forget(second)
+    assert db.lexical("cat")[0].tolist() == []
 
 
 def test_a_turn_is_stored_whole_with_its_sources(tmp_path):
@@ -48,17 +77,18 @@ def test_a_failing_turn_leaves_nothing_behind(tmp_path):
 
 def test_migrations_run_in_order_in_one_transaction(tmp_path, monkeypatch):
     MemoryDB(tmp_path).close()
+    current = dbmod.SCHEMA_VERSION
     broken = [*dbmod.MIGRATIONS, "CREATE TABLE extra (x INTEGER); CREATE TABLE memories (y INTEGER)"]  # the 2nd fails
     monkeypatch.setattr(dbmod, "MIGRATIONS", broken)
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", current + 1)
     with pytest.raises(sqlite3.OperationalError, match="already exists"):
         MemoryDB(tmp_path)
     conn = sqlite3.connect(tmp_path / FILENAME)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == current
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0  # rolled back
-    fixed = [*dbmod.MIGRATIONS[:1], "CREATE TABLE extra (x INTEGER)"]
+    fixed = [*dbmod.MIGRATIONS[:current], "CREATE TABLE extra (x INTEGER)"]
     monkeypatch.setattr(dbmod, "MIGRATIONS", fixed)
-    assert MemoryDB(tmp_path).version() == 2
+    assert MemoryDB(tmp_path).version() == current + 1
 
 
 def test_a_corrupt_file_is_a_one_line_error_naming_it(tmp_path):
@@ -84,7 +114,7 @@ def test_a_newer_schema_and_a_file_in_place_of_the_folder_are_refused(tmp_path, 
     MemoryDB(tmp_path / "m").close()
     monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 0)
     monkeypatch.setattr(dbmod, "MIGRATIONS", [])
-    with pytest.raises(MindsetError, match="schema version 1; this mindset reads versions up to 0"):
+    with pytest.raises(MindsetError, match="schema version 2; this mindset reads versions up to 0"):
         MemoryDB(tmp_path / "m")
     (tmp_path / "f").write_text("x")
     with pytest.raises(MindsetError, match="is a file; give a folder"):

@@ -90,3 +90,43 @@ def test_recency_differences_below_the_floor_are_not_stretched():
     assert ranking(index_of(rows), QUERY) == [1, 2]
     assert ranking(index_of(rows), QUERY, recency_range=0.0) == [2, 1]
     assert min_max(torch.tensor([0.5, 0.55]), 0.1).tolist() == pytest.approx([0.0, 0.5])
+
+
+def random_index(n, threshold, seed=0, width=32):
+    rng = np.random.default_rng(seed)
+    return MemoryIndex(np.arange(1, n + 1), rng.standard_normal((n, width)).astype(np.float32), NOW - rng.uniform(0, 500, n) * HOUR,
+                       rng.integers(1, 11, n), ann_threshold=threshold)
+
+
+def test_beyond_the_threshold_faiss_candidates_give_the_exact_ranking():
+    """The approximate path (agent.ann) against the exact scan on the same 3000 memories, for queries near memories."""
+    exact, approximate = random_index(3000, 0), random_index(3000, 1000)
+    assert exact.ann is None and approximate.ann is not None
+    rng = np.random.default_rng(1)
+    agree = 0
+    for target in rng.choice(3000, 20, replace=False):
+        query = exact._emb[target].numpy() + 0.3 * rng.standard_normal(32).astype(np.float32) / np.sqrt(32)
+        a, b = exact.top(query, NOW, RecallWeights(), k=3), approximate.top(query, NOW, RecallWeights(), k=3)
+        agree += [r.id for r in a] == [r.id for r in b]
+        assert a[0].id == b[0].id and a[0].score == pytest.approx(b[0].score, abs=0.05)  # relevance's minimum is estimated
+    assert agree >= 18
+    recency_only = RecallWeights(relevance=0, importance=0)  # recency decides: the candidates by recency are exact
+    assert [r.id for r in exact.top(QUERY * 16, NOW, recency_only, k=5)] == [r.id for r in approximate.top(QUERY * 16, NOW, recency_only, k=5)]
+
+
+def test_the_faiss_candidates_follow_adds_and_removes():
+    index = random_index(1200, 1000)
+    vector = np.zeros(32, np.float32)
+    vector[3] = 1.0
+    index.add(5000, vector, NOW, 10)  # new, important, and exactly the query
+    assert index.top(vector, NOW, RecallWeights(), k=1)[0].id == 5000
+    index.remove(5000)
+    assert index.ann is not None and 5000 not in [r.id for r in index.top(vector, NOW, RecallWeights(), k=5)]
+
+
+def test_bm25_decides_when_the_rest_agree_and_is_laid_on_the_right_rows():
+    index = index_of([(1, [1.0, 0.0], 5, 5), (4, [1.0, 0.0], 5, 5), (9, [1.0, 0.0], 5, 5)])
+    lexical = (np.array([4, 9, 77]), np.array([2.0, 1.0, 5.0]))  # 77 is not in the index (forgotten since): ignored
+    got = index.top(QUERY, NOW, RecallWeights(), k=3, lexical=lexical)
+    assert [r.id for r in got] == [4, 9, 1] and [r.lexical for r in got] == [1.0, 0.5, 0.0]
+    assert [r.id for r in index.top(QUERY, NOW, RecallWeights(lexical=0), k=3, lexical=lexical)] == [9, 4, 1]  # newest first on a tie

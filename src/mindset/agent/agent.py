@@ -29,32 +29,45 @@ class Agent:
     "auto" (default) the model only when it has at least importance.RATING_MIN_PARAMS parameters.
     reload: how many of the latest stored messages start the new conversation's history.
     index_dtype: how the recall index holds embeddings (torch.float32 default; torch.bfloat16 halves the scan).
+    backend: an agent.backend.Backend (an OpenAI-compatible server) that writes the replies, summaries and
+    reflections instead of `loaded`, which still embeds, rates and measures the context.
+    ann_threshold: from this many memories on, recall's relevance candidates come from faiss (agent.ann); 0 never.
+    reflect_every: reflect (agent.reflect) after this many new memories; 0 never (the default: a small
+    model's reflections are mostly noise that recall would then bring back).
     """
 
     def __init__(self, loaded, folder: str | Path, *, params: SamplingParams | None = None, system: str | None = None,
                  embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6,
-                 index_dtype=None):
+                 index_dtype=None, backend=None, reflect_every: int = 0, ann_threshold: int | None = None):
+        if reflect_every < 0:
+            raise MindsetError(f"reflect_every {reflect_every} is negative; give 0 (never) or a number of memories")
         if importance not in IMPORTANCE_MODES:
             raise MindsetError(f"importance {importance!r} is not one of {', '.join(IMPORTANCE_MODES)}")
         self.loaded = loaded
         self.db = MemoryDB(folder)
         if embed is None:
-            from mindset.agent.embed import HiddenStateEmbedder
+            from mindset.agent.embed import resolve_embedder
 
-            embed = HiddenStateEmbedder(loaded)
+            embed = resolve_embedder(None, loaded)
         self.embed = embed
         self._check_embedder(getattr(embed, "name", None))
         self.rate_with_model = importance == "model" or (importance == "auto" and model_can_rate(loaded))
         self.weights = weights or RecallWeights()
         self.system = system or DEFAULT_SYSTEM
         self.conversation = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.session = ChatSession(loaded, params)
+        self.backend, self.reflect_every = backend, reflect_every
+        if backend is None:
+            self.session = ChatSession(loaded, params)
+        else:
+            from mindset.agent.backend import BackendSession
+
+            self.session = BackendSession(loaded, backend, params)
         self.session.messages = self._reloaded(reload)
         self._reloaded_count = len(self.session.messages)  # reloaded turns belong to older conversations
         self._summarized = 0  # how many of this conversation's messages a summary already covers
         self.last_recalled: list[tuple[Recalled, Memory]] = []
         self.db.changed_elsewhere()
-        self.index_dtype = index_dtype
+        self.index_dtype, self.ann_threshold = index_dtype, ann_threshold
         self.index = self._load_index()
 
     def close(self) -> None:
@@ -70,7 +83,7 @@ class Agent:
         if not text.strip():
             raise MindsetError("the message is empty")
         vector = self._embed_one(text)
-        self.last_recalled = self.recall_vector(vector, touch=True)
+        self.last_recalled = self.recall_vector(self._embed_query(text, vector), touch=True, text=text)
         self.session.system = self._fit_system(text, self.last_recalled)
         dropped_before = self.session.dropped_turns
         result = self.session.reply(text, on_text=on_text)
@@ -79,7 +92,25 @@ class Agent:
         self.index.add(memory_id, vector, time.time(), memory.importance)
         if self.session.dropped_turns > dropped_before:
             self.summarize_dropped()
+        self.reflect_if_due()
         return result.text
+
+    def complete(self, prompt: str, max_tokens: int) -> str:
+        """A side question (summary, reflection) to the backend when there is one, else to the local model."""
+        from mindset.agent.summary import complete_locally
+
+        return self.backend.complete(prompt, max_tokens) if self.backend is not None else complete_locally(self.loaded, prompt, max_tokens)
+
+    def reflect(self) -> list[int]:
+        """/reflect: one reflection over the recent memories now; the ids of the reflections written."""
+        from mindset.agent.reflect import reflect
+
+        return reflect(self)
+
+    def reflect_if_due(self) -> list[int]:
+        from mindset.agent.reflect import due
+
+        return self.reflect() if due(self) else []
 
     def summarize_dropped(self) -> int | None:
         """Summarise this conversation's turns the session has dropped (not yet summarised) into a memory
@@ -92,7 +123,7 @@ class Agent:
         gone = stored[self._summarized : n_gone]
         if not gone:
             return None
-        text = summarize(self.loaded, [(m[2], m[3]) for m in gone])
+        text = summarize(self.loaded, [(m[2], m[3]) for m in gone], self.complete)
         self._summarized += len(gone)
         if not text:
             return None
@@ -103,18 +134,19 @@ class Agent:
         from mindset.agent.summary import summarize
 
         stored = self.db.messages(self.conversation)
-        text = summarize(self.loaded, [(m[2], m[3]) for m in stored]) if stored else ""
+        text = summarize(self.loaded, [(m[2], m[3]) for m in stored], self.complete) if stored else ""
         return self.remember("[SUMMARY] " + text, kind="summary", sources=[m[0] for m in stored]) if text else None
 
     def importance_of(self, text: str) -> int:
         return rate_with_model(self.loaded, text) if self.rate_with_model else heuristic_importance(text)
 
     # -- memory ---------------------------------------------------------------------------------------
-    def remember(self, text: str, kind: str = "observation", sources=()) -> int:
+    def remember(self, text: str, kind: str = "observation", sources=(), cites=()) -> int:
+        """Store a memory now (sources: message ids it came from; cites: memory ids, a reflection's evidence)."""
         if not text.strip():
             raise MindsetError("/remember needs the text to remember, e.g. /remember my sister is called Ana")
         vector = self._embed_one(text)
-        memory = NewMemory(text, self.importance_of(text), vector, kind, sources)
+        memory = NewMemory(text, self.importance_of(text), vector, kind, sources, cites)
         memory_id = self.db.add_memory(memory)
         self._sync()
         self.index.add(memory_id, vector, time.time(), memory.importance)
@@ -128,12 +160,14 @@ class Agent:
 
     def recall(self, query: str, k: int | None = None, *, touch: bool = False) -> list[tuple[Recalled, Memory]]:
         """The k best memories for a query; `touch` refreshes their recency (a reply's recall does)."""
-        return self.recall_vector(self._embed_one(query), k, touch=touch)
+        return self.recall_vector(self._embed_query(query), k, touch=touch, text=query)
 
-    def recall_vector(self, vector, k: int | None = None, *, touch: bool = False) -> list[tuple[Recalled, Memory]]:
+    def recall_vector(self, vector, k: int | None = None, *, touch: bool = False, text: str | None = None) -> list[tuple[Recalled, Memory]]:
+        """Recall by a query embedding; `text`, when given, adds the BM25 term (RecallWeights.lexical)."""
         self._sync()
         now = time.time()
-        scored = self.index.top(vector, now, self.weights, k)
+        lexical = self.db.lexical(text) if text and self.weights.lexical else None
+        scored = self.index.top(vector, now, self.weights, k, lexical=lexical)
         if touch and scored:
             ids = [s.id for s in scored]
             self.db.touch(ids, now)
@@ -150,10 +184,17 @@ class Agent:
     def _load_index(self) -> MemoryIndex:
         import torch
 
-        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32)
+        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32, self.ann_threshold)
 
     def _embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text]), dtype=np.float32).reshape(-1)
+
+    def _embed_query(self, text: str, as_memory: np.ndarray | None = None) -> np.ndarray:
+        """The vector a recall searches with: the embedder's `query` side when it has one, else the memory's."""
+        query = getattr(self.embed, "query", None)
+        if query is None:
+            return self._embed_one(text) if as_memory is None else as_memory
+        return np.asarray(query([text]), dtype=np.float32).reshape(-1)
 
     def _fit_system(self, text: str, recalled: list[tuple[Recalled, Memory]]) -> str:
         """The system prompt with as many recalled memories (best first) as fit beside the message."""

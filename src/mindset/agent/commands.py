@@ -14,6 +14,7 @@ COMMANDS = {
     "/recall": ("QUERY", "the memories the next reply would recall for QUERY, with their scores (does not refresh them)"),
     "/memories": ("", "the newest memories with importance and recency"),
     "/summary": ("", "summarise this conversation so far into a memory now"),
+    "/reflect": ("", "reflect on the recent memories now: insights stored as reflections citing their memories"),
     "/sql": ("SELECT ...", "a read-only query on the memory database (tables: messages, memories, settings)"),
 }
 LISTED = 20
@@ -32,7 +33,12 @@ def run_command(agent, text: str) -> str:
     name, _, arg = text.strip().partition(" ")
     name, arg = name.lower(), arg.strip()
     if name == "/remember":
-        return f"remembered as memory {agent.remember(arg)}"
+        memory_id = agent.remember(arg)
+        agent.reflect_if_due()
+        return f"remembered as memory {memory_id}"
+    if name == "/reflect":
+        written = agent.reflect()
+        return f"reflected: memor{'y' if len(written) == 1 else 'ies'} {', '.join(map(str, written))}" if written else "no reflection came of it"
     if name == "/forget":
         agent.forget(_memory_id(arg))
         return f"forgot memory {arg}"
@@ -73,9 +79,9 @@ def _memories_table(agent) -> str:
     if not memories:
         return "no memories yet"
     now, decay = time.time(), agent.weights.decay
-    rows = [[m.id, m.kind, m.importance, f"{decay ** (max(now - m.last_accessed, 0) / 3600):.3f}", _when(m.created), _short(m.text)]
-            for m in memories]
-    return markdown_table(["id", "kind", "importance", "recency", "created (UTC)", "text"], rows)
+    rows = [[m.id, m.kind, m.importance, f"{decay ** (max(now - m.last_accessed, 0) / 3600):.3f}", _when(m.created),
+             ", ".join(map(str, m.cites)), _short(m.text)] for m in memories]
+    return markdown_table(["id", "kind", "importance", "recency", "created (UTC)", "cites", "text"], rows)
 
 
 def _when(seconds: float) -> str:

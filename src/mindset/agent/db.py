@@ -1,6 +1,6 @@
 """The memory database: one SQLite file (standard-library sqlite3, WAL mode) a user can open with any SQLite tool.
 
-Schema (version 1; `schema_version` holds the version, MIGRATIONS[i] takes version i to i+1):
+Schema (version 2; `schema_version` holds the version, MIGRATIONS[i] takes version i to i+1):
 
     messages(id INTEGER PRIMARY KEY, conversation TEXT, role TEXT  -- 'user' | 'assistant' | 'system',
              text TEXT, created REAL)                              -- unix seconds, UTC
@@ -8,7 +8,11 @@ Schema (version 1; `schema_version` holds the version, MIGRATIONS[i] takes versi
              created REAL, last_accessed REAL,                     -- unix seconds: datetime(created, 'unixepoch')
              importance INTEGER                                    -- 1 (mundane) .. 10 (poignant)
              embedding BLOB,                                       -- float32, little-endian, the embedder's width
-             sources TEXT)                                         -- JSON list of the message ids it came from
+             sources TEXT,                                         -- JSON list of the message ids it came from
+             cites TEXT)                                           -- JSON list of the memory ids it came from (v2;
+                                                                   --   a reflection's evidence)
+    memories_fts(text)                                             -- v2: FTS5 full-text index of memories.text
+                                                                   --   (porter stemmer), kept by triggers; BM25
     settings(key TEXT PRIMARY KEY, value TEXT)                     -- 'embedder': who wrote the embeddings
 
 Concurrency: WAL lets readers run beside one writer; every write takes the write lock up front
@@ -27,7 +31,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,11 @@ BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's turn 
 MAX_SQL_ROWS = 200
 KINDS = ("observation", "summary", "reflection")
 ROLES = ("user", "assistant", "system")
+LEXICAL_LIMIT = 200  # BM25 scores read per recall: the best matches; the others count as no match
+# English function words: they match nearly every memory and would drown BM25's signal at scale
+STOP_WORDS = frozenset("""a an and are as at be been but by can could did do does for from had has have how i i'm if in into is it its
+me my mine myself no not of on or our she he her him his so than that the their them then there these they this to us was we were
+what when where which who whom why will with would you your yours s t m d ll re ve don""".split())
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: messages, memories, settings
@@ -64,6 +73,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX memories_by_created ON memories (created);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 1 -> 2: reflections cite the memories they came from; a full-text index for lexical recall (BM25)
+    """
+    ALTER TABLE memories ADD COLUMN cites TEXT NOT NULL DEFAULT '[]';
+    CREATE VIRTUAL TABLE memories_fts USING fts5(text, content='memories', content_rowid='id', tokenize='porter unicode61');
+    CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -77,6 +102,7 @@ class Memory:
     last_accessed: float
     importance: int
     sources: list[int]
+    cites: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +114,7 @@ class NewMemory:
     embedding: np.ndarray
     kind: str = "observation"
     sources: Sequence[int] = ()
+    cites: Sequence[int] = ()  # memory ids (a reflection's evidence)
 
 
 @dataclass
@@ -211,8 +238,8 @@ class MemoryDB:
         importance = int(min(10, max(1, round(memory.importance))))
         blob = np.asarray(memory.embedding, dtype="<f4").reshape(-1).tobytes()
         return conn.execute(
-            "INSERT INTO memories (text, kind, created, last_accessed, importance, embedding, sources) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (memory.text, memory.kind, now, now, importance, blob, json.dumps([int(s) for s in sources])),
+            "INSERT INTO memories (text, kind, created, last_accessed, importance, embedding, sources, cites) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (memory.text, memory.kind, now, now, importance, blob, json.dumps([int(s) for s in sources]), json.dumps([int(c) for c in memory.cites])),
         ).lastrowid
 
     def forget(self, memory_id: int) -> bool:
@@ -243,14 +270,24 @@ class MemoryDB:
 
     def memories(self, ids: Sequence[int] | None = None, *, latest: int | None = None) -> list[Memory]:
         """Memories by id (in the order given), or the `latest` ones (newest first)."""
-        columns = "id, text, kind, created, last_accessed, importance, sources"
+        columns = "id, text, kind, created, last_accessed, importance, sources, cites"
         if ids is not None:
             found = {row[0]: row for row in self.conn.execute(
                 f"SELECT {columns} FROM memories WHERE id IN ({','.join('?' * len(ids))})", [int(i) for i in ids])}
             rows = [found[int(i)] for i in ids if int(i) in found]
         else:
             rows = self.conn.execute(f"SELECT {columns} FROM memories ORDER BY created DESC, id DESC LIMIT ?", (latest or -1,)).fetchall()
-        return [Memory(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+        return [Memory(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7])) for r in rows]
+
+    def lexical(self, text: str, limit: int = LEXICAL_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+        """(memory ids, BM25 scores, higher is better) of the `limit` memories sharing the most telling words
+        with `text` (FTS5, porter-stemmed, any of the words; stop words left out); the rest score 0."""
+        terms = query_terms(text)
+        if not terms:
+            return np.zeros(0, np.int64), np.zeros(0)
+        rows = self.conn.execute("SELECT rowid, -bm25(memories_fts) FROM memories_fts WHERE memories_fts MATCH ? "
+                                 "ORDER BY bm25(memories_fts) LIMIT ?", (" OR ".join(f'"{t}"' for t in terms), limit)).fetchall()
+        return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float64)
 
     def messages(self, conversation: str | None = None, *, latest: int | None = None) -> list[tuple[int, str, str, str, float]]:
         """(id, conversation, role, text, created), oldest first: one conversation's, or the `latest` of all."""
@@ -287,6 +324,12 @@ class MemoryDB:
         return columns, rows[:max_rows], len(rows) > max_rows
 
 
+def query_terms(text: str) -> list[str]:
+    """The words of a recall query worth matching: lower-cased, stop words dropped, each once."""
+    words = re.findall(r"[^\W_]+", text.lower())
+    return list(dict.fromkeys(w for w in words if w not in STOP_WORDS))
+
+
 def _first_keyword(sql: str) -> str:
     """The statement's first word, upper-cased, after leading comments and whitespace."""
     text = re.sub(r"^(\s|--[^\n]*(\n|$)|/\*.*?\*/)*", "", sql, flags=re.S)
@@ -295,8 +338,16 @@ def _first_keyword(sql: str) -> str:
 
 
 def _statements(script: str) -> list[str]:
-    """A migration split into statements (migrations hold no semicolons inside strings)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """A migration split into statements: pieces between semicolons joined until SQLite calls them complete
+    (a trigger's BEGIN ... END holds semicolons of its own)."""
+    out, buffer = [], ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                out.append(buffer.strip())
+            buffer = ""
+    return out
 
 
 def _one_line(err: BaseException) -> str:

@@ -11,15 +11,20 @@ and α = β = γ = 1 by default. One departure: recency is divided by at least R
 would otherwise be stretched to recency 0 and 1 and the newest would win every recall (measured: the
 scripted 20 facts, written in one sitting, dropped from 14 to 8 of 20 found without the floor).
 
-The search is exact: one matrix-vector product over every embedding in torch. benchmarks/agent_recall.py
-measured a whole recall (scoring, top-3, last_accessed written back) at 2-16 ms for 10^4 memories of width
-576 and 52-310 ms median for 10^5 on the shared 2-core machine (load average 5-7; the scan reads 230 MB, so
-it is bound by memory bandwidth the other processes share). faiss, through mindset's memory stores, beyond
-a threshold is a later step.
+A fourth term, δ·lexical, is the BM25 score of the query's words in the memory (SQLite FTS5, porter-stemmed,
+stop words dropped; MemoryDB.lexical), divided by the best match's: benchmarks/agent_recall.py --variants
+picked δ = 1 on a separate set of tuning facts (20/20 there and on the issue's 20 questions, from 14/20
+with the embedding alone).
+
+Below ann.ANN_THRESHOLD memories the search is exact: one matrix-vector product over every embedding, on
+one torch thread. Beyond it relevance candidates come from faiss (agent.ann) and are rescored exactly.
+Measured under load (average 15-18 on the 2 cores): 45 ms median per recall at 10^4 exact, 91 ms at 10^5
+exact, 47 ms at 10^5 with faiss (its top-3 equal to the exact one for 80% of random queries).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mindset.errors import MindsetError
 
 SECONDS_PER_HOUR = 3600.0
+LEXICAL_WEIGHT = 1.0
 
 
 class RecallWeights(BaseModel):
@@ -37,6 +43,7 @@ class RecallWeights(BaseModel):
     relevance: float = Field(1.0, ge=0.0, description="α: weight of the cosine between query and memory")
     recency: float = Field(1.0, ge=0.0, description="β: weight of the decay since the memory was last accessed")
     importance: float = Field(1.0, ge=0.0, description="γ: weight of the memory's 1-10 importance")
+    lexical: float = Field(LEXICAL_WEIGHT, ge=0.0, description="δ: weight of the BM25 score of the words query and memory share")
     decay: float = Field(0.995, gt=0.0, le=1.0, description="recency factor per hour since last access")
     recency_range: float = Field(0.1, ge=0.0, le=1.0, description="min-max of recency divides by at least this spread")
     top_k: int = Field(3, ge=1, description="memories recalled into each reply's system prompt")
@@ -53,6 +60,7 @@ class Recalled:
     importance: float
     cosine: float  # the raw relevance, before normalising
     hours: float  # since last access
+    lexical: float = 0.0  # the normalised BM25 score (0 without a lexical match)
 
 
 def min_max(values: torch.Tensor, min_range: float = 0.0) -> torch.Tensor:
@@ -66,7 +74,13 @@ def min_max(values: torch.Tensor, min_range: float = 0.0) -> torch.Tensor:
 class MemoryIndex:
     """Recall inputs of every memory in memory: unit embeddings in a growable buffer, access times, importance."""
 
-    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32):
+    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None):
+        """ann_threshold: from this many memories on, relevance candidates come from faiss (agent.ann);
+        None is ann.ANN_THRESHOLD, 0 never."""
+        from mindset.agent.ann import ANN_THRESHOLD
+
+        self.ann_threshold = ANN_THRESHOLD if ann_threshold is None else ann_threshold
+        self.ann = None
         ids = np.asarray(ids, np.int64)
         self.n = len(ids)
         self.dtype = dtype
@@ -77,12 +91,19 @@ class MemoryIndex:
         self.ids = ids.copy()
         self.last_accessed = np.asarray(last_accessed, np.float64).copy()
         self.importance = np.asarray(importance, np.float64).copy()
+        self._maybe_ann()
+
+    def _maybe_ann(self) -> None:
+        if self.ann is None and self.ann_threshold and self.n >= self.ann_threshold:
+            from mindset.agent.ann import AnnCandidates
+
+            self.ann = AnnCandidates(self._emb[: self.n])
 
     @classmethod
-    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32) -> MemoryIndex:
+    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None) -> MemoryIndex:
         """dtype: how the unit embeddings are held; bfloat16 halves the memory a query reads, at about 3
         significant digits of cosine (measured no faster on this CPU: its bf16 kernels lose what it saves)."""
-        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype)
+        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype, ann_threshold)
 
     @property
     def width(self) -> int:
@@ -100,35 +121,75 @@ class MemoryIndex:
         self.ids = np.append(self.ids, memory_id)
         self.last_accessed = np.append(self.last_accessed, when)
         self.importance = np.append(self.importance, importance)
+        if self.ann is not None:
+            self.ann.add(vector[0], self.n - 1)
+        self._maybe_ann()
 
     def remove(self, memory_id: int) -> None:
         keep = self.ids != memory_id
         embeddings = self._emb[: self.n][torch.from_numpy(keep)]
-        self.__init__(self.ids[keep], embeddings.float().numpy(), self.last_accessed[keep], self.importance[keep], self.dtype)
+        self.__init__(self.ids[keep], embeddings.float().numpy(), self.last_accessed[keep], self.importance[keep], self.dtype, self.ann_threshold)
 
     def touch(self, memory_ids, when: float) -> None:
         self.last_accessed[np.isin(self.ids, np.asarray(memory_ids, np.int64))] = when
 
-    def top(self, query, now: float, weights: RecallWeights, k: int | None = None) -> list[Recalled]:
-        """The k best memories for a query embedding at time `now` (unix seconds)."""
+    def top(self, query, now: float, weights: RecallWeights, k: int | None = None, lexical=None) -> list[Recalled]:
+        """The k best memories for a query embedding at time `now` (unix seconds); `lexical`, (ids, BM25
+        scores) from MemoryDB.lexical, adds δ·(min-max BM25) to the score (memories it leaves out score 0)."""
         if self.n == 0:
             return []
+        with one_torch_thread():
+            return self._top(query, now, weights, k, lexical)
+
+    def _top(self, query, now: float, weights: RecallWeights, k: int | None, lexical) -> list[Recalled]:
         q = _unit(torch.as_tensor(np.asarray(query, np.float32)).reshape(1, -1))
         self._check_width(q.shape[1])
-        cosine = (self._emb[: self.n] @ q[0].to(self.dtype)).double()
-        hours = torch.from_numpy(np.maximum(now - self.last_accessed, 0.0) / SECONDS_PER_HOUR)
-        parts = (min_max(cosine), min_max(weights.decay ** hours, weights.recency_range), min_max(torch.from_numpy(self.importance)))
-        total = weights.relevance * parts[0] + weights.recency * parts[1] + weights.importance * parts[2]
-        k = min(k or weights.top_k, self.n)
+        words = self._lexical(lexical) if lexical is not None and weights.lexical else torch.zeros(self.n, dtype=torch.float64)
+        if self.ann is not None:
+            from mindset.agent.ann import approximate_parts
+
+            rows, cosine, hours, parts = approximate_parts(self, q[0], now, weights, words)
+            words, ids = words[rows], self.ids[rows.numpy()]
+        else:
+            rows, ids = None, self.ids
+            cosine = (self._emb[: self.n] @ q[0].to(self.dtype)).double()
+            hours = torch.from_numpy(np.maximum(now - self.last_accessed, 0.0) / SECONDS_PER_HOUR)
+            parts = (min_max(cosine), min_max(weights.decay ** hours, weights.recency_range), min_max(torch.from_numpy(self.importance)))
+        total = weights.relevance * parts[0] + weights.recency * parts[1] + weights.importance * parts[2] + weights.lexical * words
+        k = min(k or weights.top_k, len(ids))
         # ties broken toward the newer memory: a tiny id-ordered offset far below any real score difference
-        order = torch.topk(total + torch.from_numpy(self.ids.astype(np.float64)) * 1e-12, k).indices.tolist()
-        return [Recalled(int(self.ids[i]), float(total[i]), float(parts[0][i]), float(parts[1][i]), float(parts[2][i]),
-                         float(cosine[i]), float(hours[i])) for i in order]
+        order = torch.topk(total + torch.from_numpy(ids.astype(np.float64)) * 1e-12, k).indices.tolist()
+        return [Recalled(int(ids[i]), float(total[i]), float(parts[0][i]), float(parts[1][i]), float(parts[2][i]),
+                         float(cosine[i]), float(hours[i]), float(words[i])) for i in order]
+
+    def _lexical(self, lexical) -> torch.Tensor:
+        """BM25 scores laid on the index's rows (ids are kept ascending), min-max over all memories."""
+        ids, scores = (np.asarray(lexical[0], np.int64), np.asarray(lexical[1], np.float64))
+        out = np.zeros(self.n)
+        if len(ids):
+            rows = np.minimum(np.searchsorted(self.ids, ids), self.n - 1)
+            found = self.ids[rows] == ids
+            out[rows[found]] = np.maximum(scores[found], 0.0)
+        values = torch.from_numpy(out)
+        return values / values.max() if values.max() > 0 else values
 
     def _check_width(self, width: int) -> None:
         if self.n and width != self.width:
             raise MindsetError(f"the embedder gives vectors of width {width} but the stored memories have width {self.width}; "
                                "recall with the embedder that wrote them, or use another --memory folder")
+
+
+@contextmanager
+def one_torch_thread():
+    """Recall's tensor work on one thread: a matrix-vector product is bound by memory bandwidth, not cores, and
+    on a busy machine torch's second thread spins waiting (measured at load 20: the 10^5 scan 2.2 s on two
+    threads, 0.3 s on one; gathering 200 rows 83 ms)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

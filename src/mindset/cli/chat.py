@@ -24,6 +24,11 @@ def chat(
     fast_cpu: bool = typer.Option(True, "--fast-cpu/--no-fast-cpu", help="batched matrix-vector path for CPU decoding"),
     stats: bool = typer.Option(False, help="print tokens/s after each answer (to stderr)"),
     memory: Optional[Path] = typer.Option(None, help="remember across sessions in this folder (a SQLite file inside); enables /remember, /recall, /sql ..."),
+    backend: Optional[str] = typer.Option(None, help="with --memory: replies from this OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1); memory and embeddings stay local"),
+    backend_model: Optional[str] = typer.Option(None, help="the model name to ask --backend for (default: the first it lists)"),
+    backend_key: Optional[str] = typer.Option(None, envvar="MINDSET_BACKEND_KEY", help="API key for --backend (or MINDSET_BACKEND_KEY)"),
+    embed_model: Optional[str] = typer.Option(None, help="with --memory: embed memories with this model (all-minilm-l6-v2, a sentence-transformers folder, or a model spec) instead of MODEL's hidden states"),
+    reflect_every: int = typer.Option(0, min=0, help="with --memory: reflect on the recent memories after this many new ones (0: never)"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     *,
@@ -49,7 +54,10 @@ def chat(
     if memory is not None:
         from mindset.cli.chat_memory import chat_with_memory
 
-        return chat_with_memory(loaded, memory, params, system=system, prompt=prompt, raw=raw, write=write)
+        return chat_with_memory(loaded, memory, params, system=system, prompt=prompt, raw=raw, write=write, backend=backend,
+                                backend_model=backend_model, backend_key=backend_key, embed_model=embed_model, reflect_every=reflect_every)
+    if backend is not None or embed_model is not None or reflect_every:
+        raise MindsetError("--backend, --embed-model and --reflect-every work with --memory DIR: give a memory folder")
     if prompt is not None:
         result = generate(loaded, prompt, params, chat=not raw, system=system, on_text=write, fast_cpu=fast_cpu)
         write("\n")

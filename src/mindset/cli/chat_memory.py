@@ -8,14 +8,24 @@ from mindset.cli.common import console, err_console
 from mindset.errors import MindsetError
 
 
-def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt: str | None, raw: bool, write) -> None:
-    """--prompt answers once (with memory) and exits; otherwise turns until /exit or end of input."""
+def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt: str | None, raw: bool, write, backend: str | None = None,
+                     backend_model: str | None = None, backend_key: str | None = None, embed_model: str | None = None,
+                     reflect_every: int = 0) -> None:
+    """--prompt answers once (with memory) and exits; otherwise turns until /exit or end of input.
+    The backend is reached (its model list read) before the memory folder is opened."""
     from mindset.agent import Agent
     from mindset.agent.commands import is_command
+    from mindset.agent.embed import resolve_embedder
 
     if raw:
         raise MindsetError("--raw cannot be used with --memory: memories go into the chat template's system message")
-    agent = Agent(loaded, folder, params=params, system=system)
+    remote = None
+    if backend is not None:
+        from mindset.agent.backend import Backend
+
+        remote = Backend(backend, backend_model, backend_key)
+    agent = Agent(loaded, folder, params=params, system=system, embed=resolve_embedder(embed_model, loaded), backend=remote,
+                  reflect_every=reflect_every)
     try:
         if prompt is not None:
             if is_command(prompt):
@@ -33,7 +43,8 @@ def _repl(agent, write) -> None:
     from mindset.agent.commands import is_command
     from mindset.cli.chat import read_messages
 
-    console.print(f"[bold]{agent.loaded.name}[/] with memory in {agent.db.path} — /help lists the memory commands, "
+    who = f"{agent.backend.model} at {agent.backend.base}" if agent.backend is not None else agent.loaded.name
+    console.print(f"[bold]{who}[/] with memory in {agent.db.path} — /help lists the memory commands, "
                   "/reset starts a new conversation, /exit or Ctrl-D leaves")
     for message in read_messages(agent.session.reset, "conversation forgotten (the memories stay)"):
         try:
