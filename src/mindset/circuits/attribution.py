@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mindset.circuits.ablation import ActivationStats, _first, _hook_module, _layer_input, _point
+from mindset.circuits.ablation import ActivationStats, _first, _hook_module, _layer_input, _point, features
 from mindset.circuits.components import Component, blocks
-from mindset.models.anatomy import describe_ffn
 
 POINT_KINDS = ("heads", "attn", "mlp", "layer", "neurons")
 
@@ -45,7 +44,7 @@ class Capture:
         for layer, kind in self.points:
             b, point = self.blocks[layer], (layer, kind)
             if kind in ("heads", "neurons"):
-                module = describe_ffn(b.mlp).require_projections().down if kind == "neurons" else b.out_proj
+                module = _hook_module(b, kind)
                 self.handles.append(module.register_forward_pre_hook(lambda m, args, p=point: self._keep(p, args[0], args[0])))
             elif kind == "layer":
                 self.handles.append(b.layer.register_forward_hook(
@@ -86,11 +85,6 @@ class Batch:
     metric: Callable[[torch.Tensor], torch.Tensor]
 
 
-def component_features(comp: Component, head_dim: int) -> slice:
-    """The features of a component's hook point that it owns: a head's slice, or all of them."""
-    return slice(comp.head * head_dim, (comp.head + 1) * head_dim) if comp.kind == "head" else slice(None)
-
-
 def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], method: str = "zero",
               stats: ActivationStats | None = None) -> torch.Tensor:
     """(documents, components): the first-order estimate of each document's metric drop (clean minus
@@ -113,7 +107,7 @@ def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], metho
                     baseline = stats.mean(p) if method == "mean" else None
                     rows = capture.contributions(p, baseline)  # (rows, features)
                     per_point[p] = torch.zeros(batch.n_docs, rows.shape[1]).index_add_(0, batch.docs.cpu(), rows.cpu())
-                out.append(torch.stack([per_point[_point(c)][:, component_features(c, all_blocks[c.layer].head_dim)].sum(-1) for c in comps], 1))
+                out.append(torch.stack([per_point[_point(c)][:, features(c, all_blocks[c.layer])].sum(-1) for c in comps], 1))
                 capture.captured.clear()
     finally:
         model.train(was_training)

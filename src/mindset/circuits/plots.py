@@ -27,16 +27,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def importance_heatmap(result, path: str | Path) -> Path:
-    """Layers (rows) × heads (columns) of the log-prob drop; one column for MLP, attention or layer maps."""
+    """Layers (rows) × heads (columns) of the log-prob drop; layers × neurons for neuron maps (at most 16
+    inches wide, no per-neuron ticks); one column for MLP, attention or layer maps."""
     plt = _pyplot()
     grid = result.grid()
-    width = 1.2 + 0.45 * grid.shape[1] if grid.shape[1] > 1 else 2.6
+    width = min(16.0, 1.2 + 0.45 * grid.shape[1]) if grid.shape[1] > 1 else 2.6
     fig, ax = plt.subplots(figsize=(max(width, 3.5), 1.0 + 0.28 * grid.shape[0]))
     limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     ax.set_ylabel("layer")
     ax.set_yticks(range(grid.shape[0]))
-    if grid.shape[1] > 1:
+    if result.granularity == "neuron":
+        ax.set_xlabel("FFN neuron")
+    elif grid.shape[1] > 1:
         ax.set_xlabel("head")
         ax.set_xticks(range(grid.shape[1]))
     else:

@@ -24,12 +24,14 @@ class CircuitsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     suite: str = Field("capitals", description="a shipped task (capitals, ordering, modus_ponens, ...) or an lm-eval task .yaml")
-    granularity: str = Field("layer", pattern="^(head|attn|mlp|layer)$", description="ablate each: layer, mlp, attn or head (head: one run per head, slow)")
-    method: str = Field("zero", pattern="^(zero|mean|resample)$", description="zero, mean or resample ablation")
+    granularity: str = Field("layer", pattern="^(head|attn|mlp|layer|neuron)$",
+                             description="ablate each: layer, mlp, attn, head or neuron (FFN neurons: thousands; use --batch or --estimate attribution)")
+    method: str = Field("zero", pattern="^(zero|mean|resample|attribution)$",
+                        description="zero, mean or resample ablation; attribution: short for --estimate attribution with the zero baseline")
     estimate: str = Field("exact", pattern="^(exact|attribution)$",
                           description="exact: score the suite ablated; attribution: first-order estimate from one forward+backward pass (zero/mean only, no accuracy)")
     batch: int = Field(1, ge=1, description="exact: components ablated per pass (same numbers, fewer weight reads); attribution: documents per pass")
-    components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2)")
+    components: list[str] | None = Field(None, description="measure only these (L3, L3.attn, L3.mlp, L3.H2, L3.mlp.N17)")
     limit: int = Field(20, ge=1, description="documents of the suite")
     top: int = Field(15, ge=1, description="rows in the report's table")
     seed: int = Field(0, description="seed of the generated suite and of mean/resample ablation statistics")

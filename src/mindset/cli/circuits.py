@@ -36,12 +36,13 @@ def map_command(
     import warnings
 
     from mindset.circuits import ChanceWarning, importance
-    from mindset.circuits.importance import map_granularity
+    from mindset.circuits.importance import estimate_alias, map_granularity
     from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
-    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"
-                                    + ("-attribution" if params.estimate == "attribution" else "")), overwrite)
+    method, estimate = estimate_alias(params.method, params.estimate)
+    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{method}"
+                                    + ("-attribution" if estimate == "attribution" else "")), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, params.suite, params.granularity, params.method, components=params.components, limit=params.limit, seed=params.seed,
