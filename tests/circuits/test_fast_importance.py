@@ -233,3 +233,19 @@ def test_neuron_attributions_add_up_to_their_mlp(tiny_llama):
     for layer, mlp in enumerate(mlps.scores):
         total = sum(s.drop_logprob for s in neurons.scores if s.layer == layer)
         assert total == pytest.approx(mlp.drop_logprob, abs=1e-4)
+
+
+def test_graddrop_keeps_last_layer_estimates_and_cuts_paths_below(tiny):
+    """GradDrop's pass l cuts the gradient through layer l only: a last-layer component's gradient flows through no
+    later layer, so its GradDrop estimate is |its attribution| exactly; a layer-0 component of a 2-layer model keeps
+    only its path around layer 1 (the direct one), which is a different number."""
+    from mindset.circuits.suite import gold_batches
+
+    model, suite = tiny.model, make_suite("toy", [("The capital of France is", [" Paris", " Rome"], 0), ("a b c d e", [" f", " g h"], 1)])
+    comps = [c for g in ("head", "mlp", "neuron") for c in list_components(model, g)][:60]
+    plain = attribute(model, comps, gold_batches(suite, tiny.tokenizer, 256, 2, "cpu"))
+    dropped = attribute(model, comps, gold_batches(suite, tiny.tokenizer, 256, 2, "cpu"), graddrop=True)
+    last = torch.tensor([c.layer == 1 for c in comps])
+    torch.testing.assert_close(dropped[:, last], plain[:, last].abs(), atol=1e-5, rtol=1e-5)
+    assert (dropped >= 0).all()
+    assert (dropped[:, ~last] - plain[:, ~last].abs()).abs().max() > 1e-4
