@@ -1,7 +1,7 @@
 """Peer check: mindset's activation patching and head ablation against TransformerLens's, same weights, same tokens.
 
     python benchmarks/patch_peer_check.py --setup      # once: transformer-lens 4.3.0 in its own venv
-    python benchmarks/patch_peer_check.py [--models tiny-llama,tiny-gpt2,smollm2-135m] [--kinds resid,attn,mlp,heads]
+    python benchmarks/patch_peer_check.py [--models tiny-llama,tiny-gpt2,smollm2-135m] [--kinds resid,attn,mlp,heads] [--pairs 1]
 
 TransformerLens lives in its own virtual environment (default `$MINDSET_HOME/venvs/transformer-lens-4.3.0`,
 made by `--setup`: `torch==2.13.0` first, then `transformer-lens==4.3.0`, so both sides run the same torch).
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=TL_VENV)
     parser.add_argument("--models", default="tiny-llama,tiny-gpt2,smollm2-135m")
     parser.add_argument("--kinds", default="resid,attn,mlp,heads")
+    parser.add_argument("--pairs", type=int, default=None, help="only the first N prompt pairs of each model")
+    parser.add_argument("--out", default=__file__, help="write the table's JSON beside this path")
     args = parser.parse_args()
     if args.setup:
         setup(args.venv)
@@ -180,7 +182,7 @@ def main() -> None:
     for spec in args.models.split(","):
         loaded = load(spec, device="cpu", dtype="float32")
         folder = loaded.source.weights if loaded.source.weights else save(loaded, work / spec)
-        pairs = PAIRS.get(spec, PAIRS["tiny"])
+        pairs = PAIRS.get(spec, PAIRS["tiny"])[: args.pairs]
         requests, ours = mindset_side(loaded, pairs, kinds)
         del loaded
         theirs = run_peer(python, Path(folder), requests, kinds)
@@ -197,7 +199,7 @@ def main() -> None:
             rows.append([spec, f"{clean!r} / {corrupted!r}", f"{worst:.1e}", f"{t_ours:.1f}", f"{t_tl:.1f}", "equal" if worst <= TOLERANCE else "DIFFERENT"])
             data["models"].setdefault(spec, []).append({"clean": clean, "corrupted": corrupted, "max_abs_diff": diffs, "mindset_patch_s": mine["seconds"],
                                                         "tl_patch_s": peer["seconds"], "ld_clean": peer["ld_clean"], "ld_corrupted": peer["ld_corrupted"]})
-    publish(__file__, f"Peer check: mindset vs TransformerLens {TL_VERSION} — activation patching ({', '.join(kinds)}; denoise and noise) and head zero-ablation",
+    publish(args.out, f"Peer check: mindset vs TransformerLens {TL_VERSION} — activation patching ({', '.join(kinds)}; denoise and noise) and head zero-ablation",
             ["model", "prompt pair", "max |mindset − TL|", "mindset patch s (batched)", "TL patch s", "verdict"], rows, {**data, "all_equal": ok})
     if not ok:
         print("FAIL: mindset and TransformerLens differ")
