@@ -1,12 +1,18 @@
 """Claim: batched exact ablation gives one-at-a-time's importance map faster, and attribution patching
 estimates it in seconds; how far the estimate can be trusted is measured, not assumed.
 
-    python benchmarks/circuit_speed.py [--docs 5] [--granularities head] [--batch 30] [--method zero]
+    python benchmarks/circuit_speed.py [--docs 5] [--granularities head] [--batch 30] [--method zero] [--graddrop]
+    python benchmarks/circuit_speed.py --granularities neuron --neuron-layers 0,15 [--model tiny-llama]
+    python benchmarks/circuit_speed.py --patch            # the activation-patching table only (two prompt pairs)
 
 On SmolLM2-135M and the first --docs capitals documents, per granularity: wall time of one-at-a-time
 exact ablation (today's `importance`), batched exact ablation (--batch components per pass) and attribution
 (first-order estimate, all documents in one forward+backward pass); max |batched - one-at-a-time| over the
-components' log-prob drops; Spearman ρ and top-10 overlap of attribution against exact.
+components' log-prob drops; Spearman ρ and top-10 overlap of attribution against exact. With
+--graddrop, also the magnitudes' agreement: ρ of |attribution| and of AtP*'s GradDrop estimate (a
+magnitude, L backward passes) against |exact drop|. `neuron` maps the FFN neurons of --neuron-layers only
+(SmolLM2 has 1536 per layer). --patch: `mindset.circuits.patch` one patch per pass against batched, per
+state (resid, attn, mlp, heads), on two prompt pairs; results in circuit_speed.patch.json.
 """
 
 from __future__ import annotations
@@ -39,46 +45,117 @@ def drops(result) -> np.ndarray:
     return np.array([s.drop_logprob for s in result.scores])
 
 
+def magnitude_rho(estimate, exact) -> float:
+    return spearman(np.abs(estimate), np.abs(exact))
+
+
 HEADERS = ["granularity", "components", "one-at-a-time s", "batched s", "speed-up", "attribution s", "speed-up", "max |batched − one|",
            "Spearman ρ (attr vs exact)", "top-10 overlap"]
+
+
+def graddrop_drops(loaded, suite, comps, method: str) -> np.ndarray:
+    """GradDrop's per-component estimate, averaged over documents (attribution.attribute(graddrop=True))."""
+    from mindset.circuits.ablation import collect_stats
+    from mindset.circuits.attribution import attribute
+    from mindset.circuits.suite import gold_batches
+    from mindset.evaluate.loglikelihood import model_max_length
+
+    max_length = model_max_length(loaded.model, loaded.tokenizer)
+    stats = collect_stats(loaded.model, comps, suite.sequences(loaded.tokenizer, max_length)) if method == "mean" else None
+    batches = gold_batches(suite, loaded.tokenizer, max_length, len(suite.items), loaded.device)
+    return attribute(loaded.model, comps, batches, method, stats, graddrop=True).numpy().mean(0)
+
+
+def speed_table(args, loaded, suite) -> None:
+    from mindset.circuits import importance, list_components
+
+    rows, data = [], {"model": args.model, "docs": len(suite.items), "batch": args.batch, "method": args.method, "results": {}}
+    headers = HEADERS + (["ρ |attr| vs |exact|", "ρ GradDrop vs |exact|", "GradDrop s"] if args.graddrop else [])
+    for g in args.granularities.split(","):
+        components = None
+        if g == "neuron":
+            layers = {int(i) for i in args.neuron_layers.split(",")}
+            components = [c.name for c in list_components(loaded.model, "neuron") if c.layer in layers]
+        kwargs = {"components": components} if components else {}
+        one, t_one = (None, float("nan")) if args.skip_one else timed(importance, loaded, suite, g, args.method, **kwargs)
+        batched, t_batched = timed(importance, loaded, suite, g, args.method, batch=args.batch, **kwargs)
+        attr, t_attr = timed(importance, loaded, suite, g, args.method, estimate="attribution", batch=len(suite.items), **kwargs)
+        exact = drops(one if one is not None else batched)
+        diff = float(np.abs(drops(batched) - exact).max()) if one is not None else float("nan")
+        rho = spearman(drops(attr), exact)
+        k = min(10, len(exact))
+        top = len(set(np.argsort(-exact)[:k]) & set(np.argsort(-drops(attr))[:k]))
+        result = {
+            "components": len(exact), "one_at_a_time_s": t_one, "batched_s": t_batched, "attribution_s": t_attr,
+            "max_abs_batched_minus_one": diff, "spearman_attribution_vs_exact": rho, f"top{k}_overlap": top,
+            "baseline_accuracy": batched.baseline_accuracy,
+        }
+        row = [g, len(exact), f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
+               f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"]
+        if args.graddrop:
+            comps = [next(c for c in list_components(loaded.model, g) if c.name == s.name) for s in batched.scores]
+            gd, t_gd = timed(graddrop_drops, loaded, suite, comps, args.method)
+            result.update({"spearman_abs_attribution_vs_abs_exact": magnitude_rho(drops(attr), exact),
+                           "spearman_graddrop_vs_abs_exact": spearman(gd, np.abs(exact)), "graddrop_s": t_gd})
+            row += [f"{result['spearman_abs_attribution_vs_abs_exact']:.3f}", f"{result['spearman_graddrop_vs_abs_exact']:.3f}", f"{t_gd:.1f}"]
+        data["results"][g] = result
+        print(f"{g}: one-at-a-time {t_one:.1f} s, batched {t_batched:.1f} s, attribution {t_attr:.1f} s, ρ {rho:.3f}", flush=True)
+        rows.append(row)
+        stem = args.out or (__file__ if args.method == "zero" else str(Path(__file__).with_suffix(f".{args.method}.py")))
+        publish(stem, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
+                headers, rows, data)  # after each granularity, so a long run's finished rows are kept
+
+
+PATCH_PAIRS = [
+    ("The capital of France is", "The capital of Italy is", " Paris", " Rome"),
+    ("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to", " Mary", " John"),
+]
+TINY_PAIRS = [("The capital of Spain is", "The capital of Italy is", "x", "y"), ("one two three four", "one two thrxx four", "a", "b")]
+
+
+def patch_table(args, loaded) -> None:
+    from mindset.circuits.patching import KINDS, patch
+
+    rows, data = [], {"model": args.model, "batch": args.batch, "pairs": []}
+    for clean, corrupted, answer, wrong in (TINY_PAIRS if args.model.startswith("tiny") else PATCH_PAIRS):
+        for kind in KINDS:
+            one, t_one = timed(patch, loaded, clean, corrupted, answer, wrong, what=(kind,), batch=1)
+            batched, t_batched = timed(patch, loaded, clean, corrupted, answer, wrong, what=(kind,), batch=args.batch)
+            diff = float(np.nanmax(np.abs(np.asarray(one.grids[kind]) - np.asarray(batched.grids[kind]))))
+            cells = int(np.isfinite(np.asarray(one.grids[kind])).sum())
+            (layer, index, score), = batched.strongest(kind, 1)
+            where = f"L{layer}.H{index}" if kind == "heads" else f"L{layer} at {batched.tokens[index]!r}"
+            rows.append([f"{clean[:28]}…", kind, cells, f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{diff:.1e}", f"{where} ({score:.2f})"])
+            data["pairs"].append({"clean": clean, "corrupted": corrupted, "kind": kind, "cells": cells, "one_at_a_time_s": t_one,
+                                  "batched_s": t_batched, "max_abs_diff": diff, "strongest": [layer, index, score]})
+            print(rows[-1], flush=True)
+    publish(args.out or str(Path(__file__).with_suffix(".patch.py")), f"Activation patching speed: {args.model}, denoising, batch {args.batch}",
+            ["prompt pair", "state", "cells", "one-at-a-time s", "batched s", "speed-up", "max |batched − one|", "strongest cell"], rows, data)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--docs", type=int, default=5)
-    parser.add_argument("--granularities", default="head", help="comma-separated: head,attn,mlp,layer")
-    parser.add_argument("--batch", type=int, default=30, help="components per pass for batched exact ablation")
+    parser.add_argument("--granularities", default="head", help="comma-separated: head,attn,mlp,layer,neuron")
+    parser.add_argument("--neuron-layers", default="0", help="with neuron: the layers whose neurons are mapped")
+    parser.add_argument("--batch", type=int, default=30, help="components (patches) per pass for batched exact ablation (patching)")
     parser.add_argument("--method", default="zero", choices=["zero", "mean"])
+    parser.add_argument("--graddrop", action="store_true", help="also AtP*'s GradDrop and the magnitudes' ρ")
+    parser.add_argument("--skip-one", action="store_true", help="no one-at-a-time run (batched is the exact reference; tested equal)")
+    parser.add_argument("--patch", action="store_true", help="the activation-patching table instead")
+    parser.add_argument("--out", default=None, help="write the JSON beside this path instead (e.g. a scratch run)")
     args = parser.parse_args()
 
-    from mindset.circuits import ChanceWarning, build_suite, importance
+    from mindset.circuits import ChanceWarning, build_suite
     from mindset.models import load
 
     warnings.simplefilter("ignore", ChanceWarning)
     loaded = load(args.model, device="cpu", dtype="float32")
-    suite = build_suite("capitals", limit=args.docs)
-    rows, data = [], {"model": args.model, "docs": len(suite.items), "batch": args.batch, "method": args.method, "results": {}}
-    for g in args.granularities.split(","):
-        one, t_one = timed(importance, loaded, suite, g, args.method)
-        batched, t_batched = timed(importance, loaded, suite, g, args.method, batch=args.batch)
-        attr, t_attr = timed(importance, loaded, suite, g, args.method, estimate="attribution", batch=len(suite.items))
-        exact = drops(one)
-        diff = float(np.abs(drops(batched) - exact).max())
-        rho = spearman(drops(attr), exact)
-        k = min(10, len(exact))
-        top = len(set(np.argsort(-exact)[:k]) & set(np.argsort(-drops(attr))[:k]))
-        data["results"][g] = {
-            "components": len(exact), "one_at_a_time_s": t_one, "batched_s": t_batched, "attribution_s": t_attr,
-            "max_abs_batched_minus_one": diff, "spearman_attribution_vs_exact": rho, f"top{k}_overlap": top,
-            "baseline_accuracy": one.baseline_accuracy,
-        }
-        print(f"{g}: one-at-a-time {t_one:.1f} s, batched {t_batched:.1f} s, attribution {t_attr:.1f} s, ρ {rho:.3f}", flush=True)
-        rows.append([g, len(exact), f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
-                     f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"])
-        script = __file__ if args.method == "zero" else str(Path(__file__).with_suffix(f".{args.method}.py"))  # mean: circuit_speed.mean.json
-        publish(script, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
-                HEADERS, rows, data)  # after each granularity, so a long run's finished rows are kept
+    if args.patch:
+        patch_table(args, loaded)
+    else:
+        speed_table(args, loaded, build_suite("capitals", limit=args.docs))
 
 
 if __name__ == "__main__":

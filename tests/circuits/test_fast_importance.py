@@ -188,3 +188,64 @@ def test_pruning_scores_are_the_same_attribution(tiny_llama):
     expected = per_doc / per_doc.sum()
     scores = attribution_scores(tiny_llama, [suite])
     torch.testing.assert_close(torch.cat(scores.heads), expected, atol=1e-5, rtol=1e-4)
+
+
+NEURONS = ["L0.mlp.N0", "L0.mlp.N3", "L0.mlp.N77", "L1.mlp.N5", "L1.mlp.N100", "L1.mlp.N127", "L1.mlp.N2"]
+
+
+@pytest.mark.parametrize("method", ["zero", "mean"])
+def test_batched_neuron_ablation_equals_one_at_a_time(tiny, method):
+    one = _map(tiny, _suite(), "neuron", method=method, components=NEURONS)
+    assert one.granularity == "neuron" and [s.neuron for s in one.scores] == [0, 3, 77, 5, 100, 127, 2]
+    want = np.array([s.drop_logprob for s in one.scores])
+    assert np.abs(want).max() > 1e-4
+    for batch in (3, len(NEURONS)):
+        batched = _map(tiny, _suite(), "neuron", method=method, components=NEURONS, batch=batch)
+        np.testing.assert_allclose([s.drop_logprob for s in batched.scores], want, atol=1e-5, rtol=0)
+        assert [s.accuracy for s in batched.scores] == [s.accuracy for s in one.scores]
+    assert one.grid().shape == (2, 128) and one.grid()[1, 127] == want[5]
+
+
+def test_neuron_attribution_is_exact_where_first_order_is(tiny):
+    """The down projection is linear: with the final norm the identity and a linear metric, the last layer's
+    neurons enter the metric linearly, so their estimate is their ablation effect (zero and mean)."""
+    model = tiny.model
+    body = model.model if hasattr(model, "model") else model.transformer
+    norm_name = "norm" if hasattr(body, "norm") else "ln_f"
+    saved = getattr(body, norm_name)
+    setattr(body, norm_name, torch.nn.Identity())
+    try:
+        comps = [c for c in list_components(model, "neuron") if c.layer == 1][::9]
+        for method in ("zero", "mean"):
+            estimate, exact = _linear_case(model, comps, method)
+            assert exact.abs().max() > 1e-3
+            torch.testing.assert_close(estimate, exact, atol=1e-5, rtol=1e-5)
+    finally:
+        setattr(body, norm_name, saved)
+
+
+def test_neuron_attributions_add_up_to_their_mlp(tiny_llama):
+    """Zero baseline, no down-projection bias (Llama): an MLP's output is Σ_n a_n W[:, n], so its estimate is the
+    sum of its neurons' estimates; `method="attribution"` is the same estimate as `estimate="attribution"`."""
+    neurons = _map(tiny_llama, "capitals", "neuron", method="attribution", limit=4, batch=4)
+    mlps = _map(tiny_llama, "capitals", "mlp", estimate="attribution", limit=4, batch=4)
+    assert neurons.estimate == "attribution" and neurons.method == "zero"
+    for layer, mlp in enumerate(mlps.scores):
+        total = sum(s.drop_logprob for s in neurons.scores if s.layer == layer)
+        assert total == pytest.approx(mlp.drop_logprob, abs=1e-4)
+
+
+def test_graddrop_keeps_last_layer_estimates_and_cuts_paths_below(tiny):
+    """GradDrop's pass l cuts the gradient through layer l only: a last-layer component's gradient flows through no
+    later layer, so its GradDrop estimate is |its attribution| exactly; a layer-0 component of a 2-layer model keeps
+    only its path around layer 1 (the direct one), which is a different number."""
+    from mindset.circuits.suite import gold_batches
+
+    model, suite = tiny.model, make_suite("toy", [("The capital of France is", [" Paris", " Rome"], 0), ("a b c d e", [" f", " g h"], 1)])
+    comps = [c for g in ("head", "mlp", "neuron") for c in list_components(model, g)][:60]
+    plain = attribute(model, comps, gold_batches(suite, tiny.tokenizer, 256, 2, "cpu"))
+    dropped = attribute(model, comps, gold_batches(suite, tiny.tokenizer, 256, 2, "cpu"), graddrop=True)
+    last = torch.tensor([c.layer == 1 for c in comps])
+    torch.testing.assert_close(dropped[:, last], plain[:, last].abs(), atol=1e-5, rtol=1e-5)
+    assert (dropped >= 0).all()
+    assert (dropped[:, ~last] - plain[:, ~last].abs()).abs().max() > 1e-4

@@ -171,7 +171,11 @@ def test_bad_component_names(tiny_llama):
     with raises_user_error("not a component name"):
         parse_component(model, "layer3.head2")
     with raises_user_error("unknown granularity"):
-        list_components(model, "neuron")
+        list_components(model, "neurons")
+    assert [c.name for c in list_components(model, "neuron")][158:162] == ["L0.mlp.N158", "L0.mlp.N159", "L1.mlp.N0", "L1.mlp.N1"]
+    assert parse_component(model, "L1.mlp.N7") == list_components(model, "neuron")[167]
+    with raises_user_error("has 160 neurons"):
+        parse_component(model, "L0.mlp.N160")
     with raises_user_error("unknown ablation method"):
         importance(tiny_llama, previous_token_suite(4), method="noise")
     with raises_user_error("unknown task or suite"):

@@ -149,7 +149,10 @@ def test_bad_selections_and_paths(tiny_llama):
     with pytest.raises(MindsetError, match="is not the path of a layer"):
         component_at(model, "model.layers.0.mlp.up_proj")
     with pytest.raises(MindsetError, match="unknown granularity"):
-        list_components(model, "neuron")
+        list_components(model, "neurons")  # "neuron" is one since issue 18: L0.mlp.N17
+    assert component_path(model, "L0.mlp.N17") == "model.layers.0.mlp" and len(list_components(model, "neuron")) == 2 * 160
+    with pytest.raises(MindsetError, match="has 160 neurons"):
+        parse_component(model, "L1.mlp.N160")
 
 
 @pytest.mark.parametrize("spec, want", [

@@ -3,6 +3,8 @@
 Hook points, per decoder layer:
 - a head: a forward pre-hook on the attention output projection, whose input is the heads concatenated
   (B, T, n_heads * head_dim); the head's slice is replaced.
+- an FFN neuron: a forward pre-hook on the MLP's down projection, whose input is the neurons (B, T, d_ff);
+  the neuron's feature is replaced.
 - an attention block / an MLP: a forward hook replacing the module's output.
 - a layer: a forward hook making the layer's output its input plus a replaced update (zero: the layer is
   skipped, the residual stream passes through).
@@ -25,9 +27,22 @@ METHODS = ("zero", "mean", "resample")
 BANK_ROWS = 256
 
 
+POINTS = {"head": "heads", "neuron": "neurons"}  # kinds whose components are slices of one shared activation
+
+
 def _point(component: Component) -> tuple[int, str]:
-    """Which activation a component's ablation replaces: (layer, 'heads' | 'attn' | 'mlp' | 'layer')."""
-    return component.layer, "heads" if component.kind == "head" else component.kind
+    """Which activation a component's ablation replaces: (layer, 'heads' | 'neurons' | 'attn' | 'mlp' | 'layer')."""
+    return component.layer, POINTS.get(component.kind, component.kind)
+
+
+def features(component: Component, b: Block) -> slice:
+    """The features of its hook point's activation that a component owns: a head's slice, a neuron's one
+    feature, or all of them."""
+    if component.kind == "head":
+        return slice(component.head * b.head_dim, (component.head + 1) * b.head_dim)
+    if component.kind == "neuron":
+        return slice(component.neuron, component.neuron + 1)
+    return slice(None)
 
 
 def _first(output):
@@ -60,6 +75,8 @@ class ActivationStats:
 
 
 def _hook_module(b: Block, kind: str):
+    if kind == "neurons":
+        return b.ffn.require_projections().down
     return {"heads": b.out_proj, "attn": b.attn, "mlp": b.mlp, "layer": b.layer}[kind]
 
 
@@ -72,7 +89,7 @@ def collect_stats(model, components: Sequence[Component], sequences: Sequence[li
     for layer, kind in sorted({_point(c) for c in components}):
         module = _hook_module(all_blocks[layer], kind)
         point = (layer, kind)
-        if kind == "heads":
+        if kind in ("heads", "neurons"):
             handles.append(module.register_forward_pre_hook(lambda m, args, p=point: stats.add(p, args[0], generator)))
         elif kind == "layer":
             handles.append(module.register_forward_hook(
@@ -136,8 +153,8 @@ def ablated_rows(model, groups: Sequence[Sequence[Component]], method: str = "ze
     for (layer, kind), members in by_point.items():
         b, point = all_blocks[layer], (layer, kind)
         module = _hook_module(b, kind)
-        if kind == "heads":
-            slices = {r: [slice(c.head * b.head_dim, (c.head + 1) * b.head_dim) for c in comps] for r, comps in members.items()}
+        if kind in ("heads", "neurons"):
+            slices = {r: [features(c, b) for c in comps] for r, comps in members.items()}
 
             def pre_hook(m, args, slices=slices, point=point):
                 x = args[0].clone()

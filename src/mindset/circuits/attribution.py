@@ -20,14 +20,14 @@ position reads depends on the padding after it, so the gradient there is zero.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from mindset.circuits.ablation import ActivationStats, _first, _hook_module, _layer_input, _point
+from mindset.circuits.ablation import ActivationStats, _first, _hook_module, _layer_input, _point, _replace_first, features
 from mindset.circuits.components import Component, blocks
-from mindset.models.anatomy import describe_ffn
 
 POINT_KINDS = ("heads", "attn", "mlp", "layer", "neurons")
 
@@ -45,7 +45,7 @@ class Capture:
         for layer, kind in self.points:
             b, point = self.blocks[layer], (layer, kind)
             if kind in ("heads", "neurons"):
-                module = describe_ffn(b.mlp).require_projections().down if kind == "neurons" else b.out_proj
+                module = _hook_module(b, kind)
                 self.handles.append(module.register_forward_pre_hook(lambda m, args, p=point: self._keep(p, args[0], args[0])))
             elif kind == "layer":
                 self.handles.append(b.layer.register_forward_hook(
@@ -72,6 +72,8 @@ class Capture:
         a = activation.detach().float()
         if baseline is not None:
             a = a - baseline.to(a.device, a.dtype)
+        if graded.grad is None:  # no path from it to the metric (GradDrop cut its layer)
+            return torch.zeros(a.shape[0], a.shape[-1], device=a.device)
         return (a * graded.grad.float()).sum(dim=tuple(range(1, a.dim() - 1)))
 
 
@@ -86,15 +88,16 @@ class Batch:
     metric: Callable[[torch.Tensor], torch.Tensor]
 
 
-def component_features(comp: Component, head_dim: int) -> slice:
-    """The features of a component's hook point that it owns: a head's slice, or all of them."""
-    return slice(comp.head * head_dim, (comp.head + 1) * head_dim) if comp.kind == "head" else slice(None)
-
-
 def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], method: str = "zero",
-              stats: ActivationStats | None = None) -> torch.Tensor:
+              stats: ActivationStats | None = None, *, graddrop: bool = False) -> torch.Tensor:
     """(documents, components): the first-order estimate of each document's metric drop (clean minus
-    ablated) when each component is ablated to `method`'s baseline (zero or mean)."""
+    ablated) when each component is ablated to `method`'s baseline (zero or mean).
+
+    `graddrop` (AtP*'s GradDrop, Kramár et al. 2024 §3.2): L backward passes, pass l with no gradient
+    through layer l's update (its output is input + update.detach()), and the estimate
+    Σ_l |estimate_l| / (L − 1): a magnitude, never negative, that a component cannot hide by cancelling
+    between the paths through different later layers. L times the cost; a component of layer l gets nothing
+    from pass l, hence L − 1."""
     if method not in ("zero", "mean"):
         raise ValueError(f"attribution estimates zero or mean ablation, not {method}")
     all_blocks = blocks(model)
@@ -105,16 +108,43 @@ def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], metho
     try:
         with Capture(model, points) as capture, torch.enable_grad():
             for batch in batches:
-                model.zero_grad(set_to_none=True)
-                logits = model(input_ids=batch.ids).logits
-                batch.metric(logits).sum().backward()
-                per_point = {}
-                for p in points:
-                    baseline = stats.mean(p) if method == "mean" else None
-                    rows = capture.contributions(p, baseline)  # (rows, features)
-                    per_point[p] = torch.zeros(batch.n_docs, rows.shape[1]).index_add_(0, batch.docs.cpu(), rows.cpu())
-                out.append(torch.stack([per_point[_point(c)][:, component_features(c, all_blocks[c.layer].head_dim)].sum(-1) for c in comps], 1))
-                capture.captured.clear()
+                if not graddrop:
+                    out.append(_estimate(model, capture, batch, comps, method, stats))
+                    continue
+                total = 0
+                for b in all_blocks:
+                    with _no_gradient_through(b):
+                        total = total + _estimate(model, capture, batch, comps, method, stats).abs()
+                out.append(total / max(1, len(all_blocks) - 1))
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, len(comps))
+
+
+def _estimate(model, capture: Capture, batch: Batch, comps: Sequence[Component], method: str, stats) -> torch.Tensor:
+    """(documents, components) from one forward and one backward pass of a batch."""
+    all_blocks = capture.blocks
+    model.zero_grad(set_to_none=True)
+    logits = model(input_ids=batch.ids).logits
+    batch.metric(logits).sum().backward()
+    per_point = {}
+    for p in sorted({_point(c) for c in comps}):
+        baseline = stats.mean(p) if method == "mean" else None
+        rows = capture.contributions(p, baseline)  # (rows, features)
+        per_point[p] = torch.zeros(batch.n_docs, rows.shape[1]).index_add_(0, batch.docs.cpu(), rows.cpu())
+    capture.captured.clear()
+    return torch.stack([per_point[_point(c)][:, features(c, all_blocks[c.layer])].sum(-1) for c in comps], 1)
+
+
+@contextmanager
+def _no_gradient_through(b) -> Iterator[None]:
+    """The layer's forward value unchanged, its update cut from the backward pass (GradDrop's dropout of one layer)."""
+    def hook(m, args, kwargs, out):
+        before = _layer_input(args, kwargs)
+        return _replace_first(out, before + (_first(out) - before).detach())
+
+    handle = b.layer.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()

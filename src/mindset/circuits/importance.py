@@ -49,6 +49,7 @@ class ComponentScore:
     drop_logprob_stderr: float
     drop_accuracy: float | None  # baseline accuracy minus ablated (None: an attribution estimate has none)
     accuracy: float | None  # accuracy with the component ablated
+    neuron: int | None = None  # an FFN neuron's index (granularity neuron)
 
 
 @dataclass
@@ -102,11 +103,16 @@ class Importance:
         return rich_table(self.summary(), *self.table(top))
 
     def grid(self) -> np.ndarray:
-        """(layers, heads) of log-prob drops for heads; (layers, 1) otherwise. NaN where nothing was measured."""
-        width = self.n_heads if self.granularity == "head" else 1
+        """(layers, heads) of log-prob drops for heads, (layers, neurons) for neurons; (layers, 1) otherwise.
+        NaN where nothing was measured."""
+        if self.granularity == "neuron":
+            width = max((s.neuron for s in self.scores), default=0) + 1
+        else:
+            width = self.n_heads if self.granularity == "head" else 1
         grid = np.full((self.n_layers, width), np.nan)
         for s in self.scores:
-            grid[s.layer, s.head if s.head is not None else 0] = s.drop_logprob
+            column = s.head if s.head is not None else s.neuron if s.neuron is not None and self.granularity == "neuron" else 0
+            grid[s.layer, column] = s.drop_logprob
         return grid
 
     def as_dict(self) -> dict:
@@ -181,9 +187,12 @@ def importance(
 
     `suite`: a shipped task name (`modus_ponens`, `capitals`, ...), an lm-eval task .yaml, or a Suite.
     `estimate`: `exact` (score the suite ablated; `batch` components per pass) or `attribution` (first-order
-    estimate; `batch` documents per forward+backward pass). See the module docstring.
+    estimate; `batch` documents per forward+backward pass). See the module docstring. `method="attribution"`
+    is short for `estimate="attribution"` with the zero baseline (`method="mean", estimate="attribution"`: mean).
+    `granularity="neuron"`: every FFN neuron (L3.mlp.N17); thousands per layer, so exact maps want `batch`.
     Warns (ChanceWarning) when the model is at chance on the suite: there is nothing to map.
     """
+    method, estimate = estimate_alias(method, estimate)
     _check(method, estimate, batch)
     model = loaded.model
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
@@ -212,7 +221,7 @@ def importance(
 
         drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats).numpy()
         for comp, drop in zip(comps, drops.T):
-            result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None))
+            result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None, comp.neuron))
         return result
     chunks = [comps[i : i + batch] for i in range(0, len(comps), batch)]
     for chunk in track(chunks, len(chunks), "ablating", enabled=progress, unit=f"x{batch} components" if batch > 1 else "components"):
@@ -222,9 +231,19 @@ def importance(
             drop = base.gold_logprob - score.gold_logprob
             result.scores.append(ComponentScore(
                 comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop),
-                base.accuracy - score.accuracy, score.accuracy,
+                base.accuracy - score.accuracy, score.accuracy, comp.neuron,
             ))
     return result
+
+
+def estimate_alias(method: str, estimate: str) -> tuple[str, str]:
+    """`method="attribution"` (the name the literature and issue 18 use) is `estimate="attribution"` with
+    the zero baseline: `method` stays the ablation's baseline (zero, mean, resample) everywhere else."""
+    if method != "attribution":
+        return method, estimate
+    if estimate not in ("exact", "attribution"):
+        return method, estimate  # _check names the bad estimate
+    return "zero", "attribution"
 
 
 def _check(method: str, estimate: str, batch: int) -> None:

@@ -27,16 +27,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def importance_heatmap(result, path: str | Path) -> Path:
-    """Layers (rows) × heads (columns) of the log-prob drop; one column for MLP, attention or layer maps."""
+    """Layers (rows) × heads (columns) of the log-prob drop; layers × neurons for neuron maps (at most 16
+    inches wide, no per-neuron ticks); one column for MLP, attention or layer maps."""
     plt = _pyplot()
     grid = result.grid()
-    width = 1.2 + 0.45 * grid.shape[1] if grid.shape[1] > 1 else 2.6
+    width = min(16.0, 1.2 + 0.45 * grid.shape[1]) if grid.shape[1] > 1 else 2.6
     fig, ax = plt.subplots(figsize=(max(width, 3.5), 1.0 + 0.28 * grid.shape[0]))
     limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     ax.set_ylabel("layer")
     ax.set_yticks(range(grid.shape[0]))
-    if grid.shape[1] > 1:
+    if result.granularity == "neuron":
+        ax.set_xlabel("FFN neuron")
+    elif grid.shape[1] > 1:
         ax.set_xlabel("head")
         ax.set_xticks(range(grid.shape[1]))
     else:
@@ -83,4 +86,36 @@ def lines_plot(series: dict[str, tuple[list[float], list[float]]], path: str | P
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+PATCH_TITLES = {"resid": "residual stream (layer input)", "attn": "attention output", "mlp": "MLP output", "heads": "head outputs (all positions)"}
+
+
+def patch_heatmap(patching, path: str | Path) -> Path:
+    """Activation patching: one panel per state; positions (rows; tokens where the prompts differ marked
+    clean→corrupted) × layers, and layers × heads for heads; colour = normalized logit difference (0 corrupted, 1 clean)."""
+    plt = _pyplot()
+    kinds = list(patching.grids)
+    n_tokens = len(patching.tokens)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 0.9 + 0.32 * max(n_tokens, patching.n_layers)), squeeze=False)
+    labels = [f"{t!r}*" if i in patching.changed else repr(t) for i, t in enumerate(patching.tokens)]
+    for ax, kind in zip(axes[0], kinds):
+        grid = np.asarray(patching.grids[kind], dtype=float)
+        low, high = min(0.0, float(np.nanmin(grid))), max(1.0, float(np.nanmax(grid)))
+        if kind == "heads":
+            image = ax.imshow(grid, cmap="Blues", vmin=low, vmax=high, aspect="auto", interpolation="nearest")
+            ax.set_xlabel("head")
+            ax.set_xticks(range(grid.shape[1]))
+            ax.set_ylabel("layer")
+            ax.set_yticks(range(grid.shape[0]))
+        else:
+            image = ax.imshow(grid.T, cmap="Blues", vmin=low, vmax=high, aspect="auto", interpolation="nearest")
+            ax.set_yticks(range(n_tokens), labels, fontsize=8)
+            ax.set_xlabel("layer")
+            ax.set_xticks(range(grid.shape[0]))
+        ax.set_title(PATCH_TITLES.get(kind, kind), fontsize=9)
+        fig.colorbar(image, ax=ax, label="normalized logit difference")
+    fig.suptitle(f"{patching.direction}: {patching.clean!r} vs {patching.corrupted!r}, {patching.answer_token!r} − {patching.wrong_token!r} "
+                 f"(clean {patching.logit_diff_clean:+.2f}, corrupted {patching.logit_diff_corrupted:+.2f}); * = changed token", fontsize=9, y=1.02)
     return _save(fig, path)

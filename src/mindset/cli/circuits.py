@@ -1,4 +1,4 @@
-"""mindset circuits map | trace."""
+"""mindset circuits map | trace | patch."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import typer
 from mindset.cli.common import DeviceOpt, DtypeOpt, ListOption, ModelArg, OverwriteOpt, console, err_console, load_model, options_from, out_option
 
 if TYPE_CHECKING:
-    from mindset.circuits.steps import CircuitsParams, TraceParams
+    from mindset.circuits.steps import CircuitsParams, PatchParams, TraceParams
 
-circuits_app = typer.Typer(help="Which components a capability depends on: ablation maps and causal traces.", no_args_is_help=True)
+circuits_app = typer.Typer(help="Which components a capability depends on: ablation maps, causal traces and activation patching.", no_args_is_help=True)
 
 
 def _out(out: Optional[Path], model: str, what: str) -> Path:
@@ -36,12 +36,13 @@ def map_command(
     import warnings
 
     from mindset.circuits import ChanceWarning, importance
-    from mindset.circuits.importance import map_granularity
+    from mindset.circuits.importance import estimate_alias, map_granularity
     from mindset.fileio import check_output
 
     loaded = load_model(model, device, dtype)
-    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{params.method}"
-                                    + ("-attribution" if params.estimate == "attribution" else "")), overwrite)
+    method, estimate = estimate_alias(params.method, params.estimate)
+    folder = check_output(_out(out, model, f"{Path(params.suite).stem}-{map_granularity(loaded.model, params.granularity, params.components)}-{method}"
+                                    + ("-attribution" if estimate == "attribution" else "")), overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ChanceWarning)
         result = importance(loaded, params.suite, params.granularity, params.method, components=params.components, limit=params.limit, seed=params.seed,
@@ -76,6 +77,26 @@ def trace_command(
     paths = trace.save(_out(out, model, "trace"))
     console.print(trace.describe(), highlight=False)
     console.print(f"heatmap written to [bold]{paths['png']}[/]")
+
+
+@circuits_app.command("patch")
+@options_from("mindset.circuits.steps:PatchParams")
+def patch_command(
+    model: str = ModelArg,
+    out: Optional[Path] = out_option(None, "folder for patch.json and patch.png (default runs/circuits/<model>/patch-<direction>)"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    *,
+    params: PatchParams,
+) -> None:
+    """Activation patching: each state from the clean run into the corrupted one (or back), scored by the logit difference."""
+    from mindset.circuits.patching import patch
+
+    loaded = load_model(model, device, dtype)
+    result = patch(loaded, params.clean, params.corrupted, params.answer, params.wrong, direction=params.direction, what=params.what, batch=params.batch)
+    paths = result.save(_out(out, model, f"patch-{params.direction}"))
+    console.print(result.describe(), highlight=False)
+    console.print(f"heatmap written to [bold]{paths['png']}[/], numbers in {paths['json'].name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,8 @@
     L3.H2     head 2 of it (a slice of the  model.layers.3.self_attn   (the module that holds the head)
               attention block's weights)
     L3.mlp    its feed-forward block        model.layers.3.mlp
+    L3.mlp.N17  FFN neuron 17 of it (the      model.layers.3.mlp         (the module that holds it)
+              down projection's input 17)
     embed     the input embeddings          model.embed_tokens
     head      the output (LM) head          lm_head
     shim      the embedding shim surgery    model.embed_tokens.shim
@@ -25,9 +27,9 @@ from torch import nn
 from mindset.errors import MindsetError
 from mindset.models.anatomy import block, blocks, check_layer, n_layers
 
-GRANULARITIES = ("head", "attn", "mlp", "layer")
-_COMPONENT = re.compile(r"^L(\d+)(?:\.(H(\d+)|attn|mlp))?$")
-_COMPONENT_HINT = "write L<layer>, L<layer>.attn, L<layer>.mlp, L<layer>.H<head>, embed, head or shim, e.g. L3.H2"
+GRANULARITIES = ("head", "attn", "mlp", "layer", "neuron")
+_COMPONENT = re.compile(r"^L(\d+)(?:\.(H(\d+)|attn|mlp(?:\.N(\d+))?))?$")
+_COMPONENT_HINT = "write L<layer>, L<layer>.attn, L<layer>.mlp, L<layer>.H<head>, L<layer>.mlp.N<neuron>, embed, head or shim, e.g. L3.H2"
 SHIM_CHILD = "shim"  # where surgery's embedding_shim keeps its parameters: a child of the input embeddings
 
 
@@ -83,12 +85,13 @@ def _parse_layer_string(text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Component:
-    """A named part of a model: kind is head, attn, mlp, layer, embed, head_out (`head`, the LM head) or shim."""
+    """A named part of a model: kind is head, attn, mlp, neuron, layer, embed, head_out (`head`, the LM head) or shim."""
 
     name: str
     kind: str
     layer: int | None = None
     head: int | None = None
+    neuron: int | None = None  # an FFN neuron: its index among the down projection's inputs
 
 
 def is_component_name(text: str) -> bool:
@@ -117,14 +120,27 @@ def parse_component(model: nn.Module, name: str) -> Component:
         return Component(f"L{layer}", "layer", layer)
     if part in ("attn", "mlp"):
         return Component(f"L{layer}.{part}", part, layer)
+    if match.group(4) is not None:
+        return _neuron(model, layer, int(match.group(4)), text)
     head, n_heads = int(match.group(3)), block(model, layer).n_heads
     if head >= n_heads:
         raise MindsetError(f"{text}: layer {layer} has {n_heads} heads (H0 to H{n_heads - 1})")
     return Component(f"L{layer}.H{head}", "head", layer, head)
 
 
+def _d_ff(b) -> int:
+    return b.ffn.require_projections().d_ff
+
+
+def _neuron(model: nn.Module, layer: int, neuron: int, text: str) -> Component:
+    width = _d_ff(block(model, layer))
+    if neuron >= width:
+        raise MindsetError(f"{text}: the MLP of layer {layer} has {width} neurons (N0 to N{width - 1})")
+    return Component(f"L{layer}.mlp.N{neuron}", "neuron", layer, neuron=neuron)
+
+
 def list_components(model: nn.Module, granularity: str) -> list[Component]:
-    """Every component of one granularity (head, attn, mlp or layer), in layer order."""
+    """Every component of one granularity (head, attn, mlp, layer or neuron), in layer order."""
     if granularity not in GRANULARITIES:
         raise MindsetError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
     out = []
@@ -133,6 +149,8 @@ def list_components(model: nn.Module, granularity: str) -> list[Component]:
             out += [Component(f"L{b.index}.H{h}", "head", b.index, h) for h in range(b.n_heads)]
         elif granularity == "layer":
             out.append(Component(f"L{b.index}", "layer", b.index))
+        elif granularity == "neuron":
+            out += [Component(f"L{b.index}.mlp.N{n}", "neuron", b.index, neuron=n) for n in range(_d_ff(b))]
         else:
             out.append(Component(f"L{b.index}.{granularity}", granularity, b.index))
     return out
@@ -146,7 +164,7 @@ def _module_path(model: nn.Module, module: nn.Module | None, what: str) -> str:
 
 
 def component_path(model: nn.Module, name: str | Component) -> str:
-    """The module path of a component; a head's is its attention block's (the module that holds it)."""
+    """The module path of a component; a head's is its attention block's, a neuron's its MLP's (the module that holds it)."""
     comp = name if isinstance(name, Component) else parse_component(model, name)
     if comp.kind == "embed":
         return _module_path(model, model.get_input_embeddings(), "input embeddings")
@@ -158,7 +176,7 @@ def component_path(model: nn.Module, name: str | Component) -> str:
             raise MindsetError("this model has no embedding shim; add one with embedding_shim (mindset surgery embedding-shim)")
         return path
     b = block(model, comp.layer)
-    return {"layer": b.path, "attn": b.attn_path, "head": b.attn_path, "mlp": b.mlp_path}[comp.kind]
+    return {"layer": b.path, "attn": b.attn_path, "head": b.attn_path, "mlp": b.mlp_path, "neuron": b.mlp_path}[comp.kind]
 
 
 def component_at(model: nn.Module, path: str) -> Component:
