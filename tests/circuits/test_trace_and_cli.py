@@ -45,7 +45,7 @@ def test_cli_map_and_trace(cli, tmp_path):
     code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "-c", "L9.H0", "--limit", "2")
     assert code == 2 and "has 2 layers" in err
     code, out, err = cli("circuits", "map", "tiny-llama", "--suite", "ordering", "--method", "shuffle", "--limit", "2")
-    assert code == 2 and "--method: Input should be 'zero', 'mean' or 'resample', not 'shuffle'" in err  # the option's choices, checked first
+    assert code == 2 and "--method: Input should be 'zero', 'mean', 'resample' or 'attribution', not 'shuffle'" in err  # the option's choices, checked first
 
 
 def test_recipe_step(tmp_path, monkeypatch):
