@@ -52,6 +52,11 @@ class SaveRequest(Strict):
     precision: Literal["f32", "f16", "q8_0"] = "f32"
 
 
+class JobRequest(Strict):
+    kind: Literal["heal", "importance"] = Field(..., description="heal: the distill step as a job; importance: a circuits importance map")
+    params: dict[str, Any] = Field(default_factory=dict, description="heal: distill's parameters; importance: granularity, suite, limit, estimate, method")
+
+
 class MeasureRequest(Probing):
     perplexity: bool = True
     max_tokens: int = Field(512, ge=2, le=100_000, description="tokens of the shipped valid text to score")
@@ -149,8 +154,61 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
                 out["perplexity"] = measurer.perplexity(workbench.current, body.max_tokens, body.context)
             return {**out, "version": workbench.version, "seconds": time.perf_counter() - start}
 
+    _jobs(app, workbench)
     _page(app)
     return app
+
+
+def _jobs(app: FastAPI, workbench: Workbench) -> None:
+    """Background jobs (jobs.py) and the overlays they and the weights give."""
+    import json
+
+    from fastapi.responses import StreamingResponse
+
+    from mindset.ui import overlays
+    from mindset.ui.jobs import Jobs
+
+    jobs = app.state.jobs = Jobs(workbench)
+
+    @app.post("/api/jobs", summary="Start a background job: heal (distill) or importance; answers its id")
+    def post_job(body: JobRequest) -> dict:
+        return jobs.start(body.kind, body.params).summary()
+
+    @app.get("/api/jobs", summary="Every job of this session, with its state and latest progress")
+    def get_jobs() -> list[dict]:
+        return jobs.list()
+
+    @app.get("/api/jobs/{job_id}", summary="One job: state, latest progress, result or error")
+    def get_job(job_id: str) -> dict:
+        return jobs.get(job_id).summary()
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Stop a job; the model stays as it was")
+    def cancel_job(job_id: str) -> dict:
+        return jobs.cancel(job_id).summary()
+
+    @app.get("/api/jobs/{job_id}/events", summary="The job's progress as server-sent events, until it finishes")
+    def job_events(job_id: str, since: int = 0) -> StreamingResponse:
+        job = jobs.get(job_id)
+
+        def lines():
+            for item in job.stream(since):
+                if item is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                number, event = item
+                yield f"id: {number}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/overlays", summary="Numbers to paint on the architecture: importance (from a job), gate values, weight change")
+    def get_overlays() -> dict:
+        with workbench.lock:
+            current, version = workbench.current, workbench.version
+            out = {"version": version, "gates": overlays.gate_values(current), "weight_change": overlays.weight_change(workbench.original, current)}
+        latest = jobs.importance
+        out["importance"] = latest if latest and latest["version"] == version else None
+        out["importance_stale"] = latest if latest and latest["version"] != version else None
+        return out
 
 
 def _page(app: FastAPI) -> None:
