@@ -187,8 +187,10 @@ def _jobs(app: FastAPI, workbench: Workbench) -> None:
         return jobs.cancel(job_id).summary()
 
     @app.get("/api/jobs/{job_id}/events", summary="The job's progress as server-sent events, until it finishes")
-    def job_events(job_id: str, since: int = 0) -> StreamingResponse:
+    def job_events(job_id: str, request: Request, since: int = 0) -> StreamingResponse:
         job = jobs.get(job_id)
+        last = request.headers.get("last-event-id", "")
+        since = max(since, int(last) + 1) if last.isdigit() else since  # a reconnecting EventSource resumes
 
         def lines():
             for item in job.stream(since):
