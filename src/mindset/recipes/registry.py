@@ -30,6 +30,8 @@ STEPS: dict[str, str] = {
     "merge_fixtures": "mindset.merge.steps:merge_fixtures_step",
     "map": "mindset.map.steps:map_step",
     "circuits": "mindset.circuits.steps:circuits_step",
+    "memorize": "mindset.memory.steps:memorize_step",
+    "forget": "mindset.memory.steps:forget_step",
 }
 # One step per architecture edit, the rows of mindset.surgery.edit_steps.EDITS (a test keeps the two in step;
 # listed here by name so that naming a step still imports only its own package).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -155,6 +155,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
             return {**out, "version": workbench.version, "seconds": time.perf_counter() - start}
 
     _jobs(app, workbench)
+    _memory(app, workbench)
     _page(app)
     return app
 
@@ -162,8 +163,6 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
 def _jobs(app: FastAPI, workbench: Workbench) -> None:
     """Background jobs (jobs.py) and the overlays they and the weights give."""
     import json
-
-    from fastapi.responses import StreamingResponse
 
     from mindset.ui import overlays
     from mindset.ui.jobs import Jobs
@@ -211,6 +210,28 @@ def _jobs(app: FastAPI, workbench: Workbench) -> None:
         out["importance"] = latest if latest and latest["version"] == version else None
         out["importance_stale"] = latest if latest and latest["version"] != version else None
         return out
+
+
+def _memory(app: FastAPI, workbench: Workbench) -> None:
+    """The memory view's reads; memorize and forget are edits (POST /api/edits op memorize / forget)."""
+    from mindset.ui import memory
+
+    @app.get("/api/memory", summary="The current model's memory stores: per store its kind, layer, fill, capacity and counters")
+    def get_memory() -> dict:
+        with workbench.lock:
+            return {"stores": memory.stores(workbench.current), "version": workbench.version}
+
+    @app.get("/api/memory/{path}/entries", summary="One page of a memory's entries (path: its layer index, or its module path, e.g. lm_head)")
+    def get_entries(path: str, offset: int = 0, limit: int = 20, sort: str = "id", descending: bool = True) -> dict:
+        with workbench.lock:
+            return memory.entries(workbench.current, path, offset, limit, sort, descending)
+
+    @app.get("/api/memory/search", summary="Per store, the entries nearest to the last position of a text")
+    def get_search(text: str, k: int = 5) -> dict:
+        if not 1 <= k <= 100:
+            raise MindsetError(f"k {k}: ask for 1 to 100 entries per store")
+        with workbench.lock:
+            return {"text": text, "stores": memory.search(workbench.current, text, k)}
 
 
 def _page(app: FastAPI) -> None:
