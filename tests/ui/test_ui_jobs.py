@@ -89,9 +89,9 @@ def test_a_result_computed_on_a_model_that_changed_meanwhile_is_refused(bench):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # a random tiny model is at chance on any suite
 def test_an_importance_job_maps_every_head_and_ffn_without_touching_the_model(api, bench):
     before = logits(bench.current)
-    job = api.post("/api/jobs", json={"kind": "importance", "params": {"limit": 4}}).json()
+    job = api.post("/api/jobs", json={"kind": "importance", "params": {"limit": 4, "layers_per_pass": 1}}).json()
     seen = events(api, job["id"])
-    assert [e["layer"] for e in seen if e["type"] == "progress"] == [0, 1]
+    assert [e["layers"] for e in seen if e["type"] == "progress"] == [[0], [1]]
     result = wait_for_state(api, job["id"])["result"]
     assert set(result["scores"]) == {f"L{i}.H{h}" for i in (0, 1) for h in range(4)} | {"L0.mlp", "L1.mlp"}
     assert any(v != 0 for v in result["scores"].values())

@@ -41,6 +41,7 @@ class ImportanceParams(BaseModel):
     limit: int = Field(8, ge=1, le=1000, description="documents of the suite")
     estimate: Literal["attribution", "exact"] = Field("attribution", description="attribution: one forward+backward pass; exact: one pass per component")
     method: Literal["zero", "mean"] = "zero"
+    layers_per_pass: int = Field(4, ge=1, description="layers mapped per pass: progress and cancel come between passes; each pass scores the baseline again")
 
 
 @dataclass
@@ -152,23 +153,24 @@ class Jobs:
         return {"step": {"op": step.op, "result": step.result}, "version": self.workbench.version}
 
     def _importance(self, job: Job, base, version: int, parsed: ImportanceParams) -> dict[str, Any]:
-        """The map one layer at a time (circuits.importance on that layer's components), so it reports progress
-        and can stop between layers; each layer scores the suite's baseline again, a small cost at a few documents."""
+        """The map a few layers at a time (circuits.importance on those layers' components), so it reports progress
+        and can stop between passes; each pass scores the suite's baseline again, a small cost at a few documents."""
         from mindset.circuits.importance import importance
         from mindset.models.names import list_components
 
         copy = ops.working_copy(base)
         comps = [c for g in parsed.granularity for c in list_components(copy.model, g)]
         layers = sorted({c.layer for c in comps})
+        passes = [layers[i : i + parsed.layers_per_pass] for i in range(0, len(layers), parsed.layers_per_pass)]
         scores: dict[str, float] = {}
         baseline = None
-        for done, layer in enumerate(layers):
+        for done, group in enumerate(passes):
             job.check()
-            names = [c.name for c in comps if c.layer == layer]
+            names = [c.name for c in comps if c.layer in group]
             result = importance(copy, parsed.suite, method=parsed.method, components=names, limit=parsed.limit, estimate=parsed.estimate)
             baseline = {"logprob": result.baseline_logprob, "accuracy": result.baseline_accuracy, "at_chance": result.at_chance}
             scores.update({s.name: s.drop_logprob for s in result.scores})
-            job.emit(type="progress", step=done + 1, total=len(layers), layer=layer)
+            job.emit(type="progress", step=done + 1, total=len(passes), layers=group)
         out = {"version": version, "suite": parsed.suite, "estimate": parsed.estimate, "granularity": parsed.granularity,
                "n_docs": parsed.limit, "baseline": baseline, "scores": scores}  # fmt: skip
         self.importance = out

@@ -59,7 +59,7 @@ export function OverlayBar({ model, overlay, setOverlay, data, setData, setError
     ${OVERLAYS.map((k) => html`<button id=${'overlay-' + k} class=${'action' + (overlay === k ? ' chosen' : '')} onClick=${() => setOverlay(k)}>${k}</button>`)}
     ${overlay === 'importance' ? html`<button id="importance-run" class="action" disabled=${running}
         onClick=${() => start('importance', { granularity: ['head', 'mlp'], limit: 8, estimate: 'attribution' })}>
-        ${running ? `mapping… ${progress ? progress.step + '/' + progress.total + ' layers' : ''}` : 'Run importance map (capitals, 8 docs)'}</button>
+        ${running ? `mapping… ${progress ? progress.step + '/' + progress.total + ' passes' : ''}` : 'Run importance map (capitals, 8 docs)'}</button>
       ${running ? html`<button class="action" id="importance-cancel" onClick=${cancel}>cancel</button>` : null}` : null}
     ${overlay === 'importance' && data && !data.importance && data.importance_stale ? html`<span class="hint">the last map was made before the latest edit; run it again</span>` : null}
     ${overlay === 'change' && data && !data.weight_change.comparable ? html`<span class="hint">${data.weight_change.reason}</span>` : null}
