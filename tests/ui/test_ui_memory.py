@@ -63,3 +63,19 @@ def test_memory_errors_are_400_sentences(converted, api):
     assert answer.status_code == 400 and "99" in answer.json()["error"]
     assert api.post("/api/edits", json={"op": "forget", "params": {"store": "nowhere", "ids": [1]}}).json()["error"].startswith("no memory store")
     assert "empty" in api.get("/api/memory/search", params={"text": "  "}).json()["error"]
+
+
+def test_memorize_without_a_store_is_a_400_and_the_page_has_nothing_to_list(api):
+    assert api.get("/api/memory").json()["stores"] == []
+    answer = api.post("/api/edits", json={"op": "memorize", "params": {"text": TEXT}})
+    assert answer.status_code == 400 and "no memory store" in answer.json()["error"]
+    assert api.get("/api/history").json()["steps"] == []
+
+
+def test_featural_slots_list_by_value_norm_with_top_tokens(api):
+    api.post("/api/edits", json={"op": "ffn_to_memory", "params": {"layers": [0], "kind": "featural", "k": 8}, "measure": False})
+    (store,) = api.get("/api/memory").json()["stores"]
+    assert (store["kind"], store["entries"]) == ("featural", 160)
+    page = api.get("/api/memory/0/entries", params={"limit": 4}).json()
+    norms = [e["value_norm"] for e in page["entries"]]
+    assert norms == sorted(norms, reverse=True) and len(page["entries"][0]["top_tokens"]) == 5

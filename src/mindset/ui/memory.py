@@ -91,8 +91,9 @@ def _entry(loaded, store, kind: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+@torch.no_grad()
 def _featural(loaded, module, info, offset: int, limit: int, descending: bool) -> dict[str, Any]:
-    rows = module.value_rows()
+    rows = module.value_rows().detach()
     norms = rows.float().norm(dim=-1)
     order = torch.argsort(norms, descending=descending)[offset : offset + limit]
     return {"path": info["path"], "kind": "featural", "total": int(rows.shape[0]), "offset": offset, "limit": limit, "sort": "norm",
