@@ -111,7 +111,10 @@ def job_views(driver, out: Path) -> None:
     driver.find_element("id", "memorize").click()
     wait_idle(driver, before, 300)
     wait_for(driver, "return document.querySelectorAll('#entries tr.entry').length > 0", 60)
-    driver.find_element("id", "memory-sort").send_keys("hits")
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "memory-sort")).select_by_value("hits")
+    wait_for(driver, "const m = window.mindsetUi.memory; return m && m.ids.length && m.ids[0] !== 0", 60)
     driver.save_screenshot(str(out / "memory.png"))
 
 

@@ -18,15 +18,17 @@ export function overlayValues(kind, data) {
   if (kind === 'gates') entries = Object.entries(data.gates).map(([k, g]) => [k, g - 1]);
   if (kind === 'change') entries = Object.entries(data.weight_change.modules || {});
   if (!entries.length) return { heads, ffn, raw, scale: 0, kind };
-  const scale = kind === 'gates' ? 1 : Math.max(1e-12, ...entries.map(([, v]) => Math.abs(v)));
+  // heads and FFNs each get their own scale: one FFN can be worth far more than any single head
+  const largest = (mlp) => Math.max(1e-12, ...entries.filter(([n]) => n.endsWith('.mlp') === mlp).map(([, v]) => Math.abs(v)));
+  const scales = kind === 'gates' ? { head: 1, mlp: 1 } : { head: largest(false), mlp: largest(true) };
   for (const [name, v] of entries) {
     const [layer, part] = name.split('.');
     raw[name] = kind === 'gates' ? v + 1 : v;
-    if (part === 'mlp') ffn[layer] = v / scale;
-    else if (part === 'attn') heads[layer] = v / scale; // one value for all the layer's heads
-    else heads[name] = v / scale;
+    if (part === 'mlp') ffn[layer] = v / scales.mlp;
+    else if (part === 'attn') heads[layer] = v / scales.head; // one value for all the layer's heads
+    else heads[name] = v / scales.head;
   }
-  return { heads, ffn, raw, scale, kind };
+  return { heads, ffn, raw, scale: scales, kind };
 }
 
 export function shade(t) {
@@ -42,9 +44,9 @@ export function headShade(overlay, layer, head) {
 }
 
 const LEGEND = {
-  importance: (s) => [`blue: the suite does better without it`, `red: ablating it costs up to ${s.toExponential(2)} nats/doc`],
+  importance: (s) => ['blue: the suite does better without it', `red: ablating it costs up to ${s.head.toPrecision(3)} (a head) / ${s.mlp.toPrecision(3)} (an FFN) nats/doc`],
   gates: () => ['blue: g → 0 (closing)', 'red: g → 2 (amplified); white: g = 1'],
-  change: (s) => ['white: unchanged', `red: changed by up to ${(100 * s).toPrecision(3)}% (relative Frobenius norm)`],
+  change: (s) => ['white: unchanged', `red: changed by up to ${(100 * s.head).toPrecision(3)}% (attention) / ${(100 * s.mlp).toPrecision(3)}% (FFN), relative Frobenius norm`],
 };
 
 export function OverlayBar({ model, overlay, setOverlay, data, setData, setError }) {
