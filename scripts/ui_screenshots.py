@@ -114,7 +114,7 @@ def job_views(driver, out: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element("id", "memory-sort")).select_by_value("hits")
-    wait_for(driver, "const m = window.mindsetUi.memory; return m && m.ids.length && m.ids[0] !== 0", 60)
+    wait_for(driver, "const m = window.mindsetUi.memory; return m && m.sort === 'hits'", 60)
     driver.save_screenshot(str(out / "memory.png"))
 
 

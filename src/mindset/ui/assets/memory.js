@@ -46,7 +46,7 @@ export function MemoryPanel({ model, apply, busy, setError }) {
   useEffect(() => {
     if (!chosen) return;
     const q = new URLSearchParams({ offset, limit: PAGE, sort, descending: sort !== 'id' });
-    api(`api/memory/${encodeURIComponent(chosen)}/entries?${q}`).then((p) => { setPage(p); window.mindsetUi.memory = { path: chosen, total: p.total, ids: p.entries.map((e) => e.id) }; }).catch(fail);
+    api(`api/memory/${encodeURIComponent(chosen)}/entries?${q}`).then((p) => { setPage(p); window.mindsetUi.memory = { path: chosen, total: p.total, sort, ids: p.entries.map((e) => e.id) }; }).catch(fail);
   }, [chosen, offset, sort, model.version]);
   const search = async (e) => {
     e.preventDefault();
