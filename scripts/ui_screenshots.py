@@ -7,12 +7,18 @@ architecture.png  the Architecture view, a layer selected (its modules, paramete
 edit-identity.png two identity blocks inserted and heads added: KL 0, the function unchanged
 edit-widen.png    an FFN widened by noisy split copies: KL > 0 and the perplexity moved
 export.png        the history, the exported recipe and a saved folder
+importance.png    the Architecture view with the importance overlay (a circuits map run as a background job)
+heal.png          a heal job after a noisy widening: the live loss / valid perplexity chart, then one more step
+memory.png        a layer turned into associative memory, a text memorized, its entries browsed
+
+    python scripts/ui_screenshots.py --views jobs      (only the last three)
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -20,13 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
+    parser.add_argument("--views", choices=("all", "edits", "jobs"), default="all")
     args = parser.parse_args()
 
-    from mindset.map.browser import start_chromium, wait_for
+    from mindset.map.browser import start_chromium
     from mindset.models import load
     from mindset.models.anatomy import blocks
     from mindset.ui import Workbench
-    from mindset.ui.browser import click_and_wait, edit, open_page, select_ffn, select_layer, serving, wait_idle
+    from mindset.ui.browser import click_and_wait, open_page, serving
 
     loaded = load(args.model, device="cpu", dtype="float32")
     first = blocks(loaded.model)[0].attention
@@ -38,30 +45,81 @@ def main() -> None:
             driver = start_chromium(Path(work) / "profile", window=(1400, 1000))
             try:
                 print(f"architecture drawn in {open_page(driver, url):.0f} ms")
-                select_layer(driver, 3)
-                wait_for(driver, "return document.getElementById('stats')", 60)
-                driver.save_screenshot(str(args.out / "architecture.png"))
-                select_layer(driver, 1)
-                edit(driver, "insert_layers", {"after": "1", "n": "2", "init": "identity"})
-                select_layer(driver, 5)
-                edit(driver, "add_heads", {"layers": "5", "n": str(group)})
-                driver.save_screenshot(str(args.out / "edit-identity.png"))
-                select_ffn(driver, 8)
-                edit(driver, "widen_ffn", {"layers": "8", "add": "256", "init": "split", "noise": "1.0"})
-                driver.find_element("id", "measure").click()
-                wait_for(driver, "return document.getElementById('ppl-current')", 300)
-                wait_idle(driver)
-                driver.save_screenshot(str(args.out / "edit-widen.png"))
-                click_and_wait(driver, "undo")
-                driver.find_element("id", "show-recipe").click()
-                wait_for(driver, "return document.getElementById('recipe')")
-                driver.find_element("id", "save").click()
-                wait_for(driver, "return document.getElementById('saved')", 300)
-                driver.execute_script("document.getElementById('export').scrollIntoView()")
-                driver.save_screenshot(str(args.out / "export.png"))
+                if args.views in ("all", "edits"):
+                    edits_views(driver, args.out, group)
+                if args.views in ("all", "jobs"):
+                    for _ in range(bench.history()["cursor"]):
+                        click_and_wait(driver, "undo")
+                    job_views(driver, args.out)
             finally:
                 driver.quit()
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.png')))} to {args.out}")
+
+
+def edits_views(driver, out: Path, group: int) -> None:
+    from mindset.map.browser import wait_for
+    from mindset.ui.browser import click_and_wait, edit, select_ffn, select_layer, wait_idle
+
+    select_layer(driver, 3)
+    wait_for(driver, "return document.getElementById('stats')", 60)
+    driver.save_screenshot(str(out / "architecture.png"))
+    select_layer(driver, 1)
+    edit(driver, "insert_layers", {"after": "1", "n": "2", "init": "identity"})
+    select_layer(driver, 5)
+    edit(driver, "add_heads", {"layers": "5", "n": str(group)})
+    driver.save_screenshot(str(out / "edit-identity.png"))
+    select_ffn(driver, 8)
+    edit(driver, "widen_ffn", {"layers": "8", "add": "256", "init": "split", "noise": "1.0"})
+    driver.find_element("id", "measure").click()
+    wait_for(driver, "return document.getElementById('ppl-current')", 300)
+    wait_idle(driver)
+    driver.save_screenshot(str(out / "edit-widen.png"))
+    click_and_wait(driver, "undo")
+    driver.find_element("id", "show-recipe").click()
+    wait_for(driver, "return document.getElementById('recipe')")
+    driver.find_element("id", "save").click()
+    wait_for(driver, "return document.getElementById('saved')", 300)
+    driver.execute_script("document.getElementById('export').scrollIntoView()")
+    driver.save_screenshot(str(out / "export.png"))
+
+
+def job_views(driver, out: Path) -> None:
+    from mindset.map.browser import wait_for
+    from mindset.ui.browser import edit, select_ffn, show_overlay, start_heal, version, wait_idle, wait_job
+
+    driver.find_element("id", "tab-architecture").click()
+    driver.find_element("id", "overlay-importance").click()
+    driver.find_element("id", "importance-run").click()
+    started = time.perf_counter()
+    wait_job(driver, timeout=900)
+    print(f"importance map (heads + FFNs, 8 documents, attribution) in {time.perf_counter() - started:.0f} s")
+    show_overlay(driver, "importance")
+    driver.save_screenshot(str(out / "importance.png"))
+    select_ffn(driver, 8)
+    edit(driver, "widen_ffn", {"layers": "8", "add": "256", "init": "split", "noise": "1.0"})
+    started = time.perf_counter()
+    start_heal(driver, {"steps": "12", "batch_size": "2", "seq_len": "64", "valid_every": "3", "warmup_steps": "2"})
+    wait_job(driver, timeout=900)
+    print(f"heal job (12 steps) in {time.perf_counter() - started:.0f} s")
+    driver.save_screenshot(str(out / "heal.png"))
+    select_ffn(driver, 3)
+    edit(driver, "ffn_to_memory", {"layers": "3", "kind": "associative", "capacity": "512", "k": "8"})
+    driver.find_element("id", "tab-memory").click()
+    wait_for(driver, "return document.getElementById('memorize-text')")
+    driver.find_element("id", "memorize-text").send_keys(MEMORY_TEXT)
+    before = version(driver)
+    driver.find_element("id", "memorize").click()
+    wait_idle(driver, before, 300)
+    wait_for(driver, "return document.querySelectorAll('#entries tr.entry').length > 0", 60)
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "memory-sort")).select_by_value("hits")
+    wait_for(driver, "const m = window.mindsetUi.memory; return m && m.sort === 'hits'", 60)
+    driver.save_screenshot(str(out / "memory.png"))
+
+
+MEMORY_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. "
+               "However little known the feelings or views of such a man may be on his first entering a neighbourhood.")
 
 
 if __name__ == "__main__":

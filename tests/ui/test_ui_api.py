@@ -120,6 +120,8 @@ def test_openapi_documents_the_api(api):
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/api/model", "/api/edits", "/api/undo", "/api/redo", "/api/history", "/api/recipe", "/api/save", "/api/measure"} <= set(paths)
     assert api.get("/docs").status_code == 200
+    jobs = {"/api/jobs", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/overlays", "/api/memory", "/api/memory/{path}/entries", "/api/memory/search"}
+    assert jobs <= set(paths)
 
 
 @pytest.mark.parametrize("body", [{"op": "head_gates", "params": {}, "extra": 1}, {"params": {}}, {"op": "widen_ffn", "params": {"add": -1}}])

@@ -31,6 +31,8 @@ STEPS: dict[str, str] = {
     "map": "mindset.map.steps:map_step",
     "circuits": "mindset.circuits.steps:circuits_step",
     "circuits_patch": "mindset.circuits.steps:circuits_patch_step",
+    "memorize": "mindset.memory.steps:memorize_step",
+    "forget": "mindset.memory.steps:forget_step",
 }
 # One step per architecture edit, the rows of mindset.surgery.edit_steps.EDITS (a test keeps the two in step;
 # listed here by name so that naming a step still imports only its own package).

@@ -9,6 +9,8 @@ import signal
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,20 @@ class _Run:
     start_step: int
 
 
+EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("mindset_distill_callbacks", default=())
+
+
+@contextmanager
+def extra_callbacks(*callbacks):
+    """Lightning callbacks that every `distill` run in this context adds to its own. A caller that reaches
+    distill through a recipe step (the UI's heal job) watches its progress and cancels it this way."""
+    token = EXTRA_CALLBACKS.set((*EXTRA_CALLBACKS.get(), *callbacks))
+    try:
+        yield
+    finally:
+        EXTRA_CALLBACKS.reset(token)
+
+
 def distill(
     student,
     teacher,
@@ -153,7 +169,8 @@ def distill(
     check_multipliers(trainable, config.lr_multipliers)
     loader = training_batches(student, config, run.start_step)
     module = build_module(student, teacher, config, trainable, protection)
-    trainer = build_trainer(student, config, run, [*run_callbacks(student, config, run, progress, protection), *callbacks], progress)
+    callbacks = [*run_callbacks(student, config, run, progress, protection), *callbacks, *EXTRA_CALLBACKS.get()]
+    trainer = build_trainer(student, config, run, callbacks, progress)
     seconds = fit(trainer, module, loader, run, config)
     return record_run(student, config, run, trainer, module, trainable, seconds, protection)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,11 @@ class SaveRequest(Strict):
     format: Literal["hf", "gguf"] = "hf"
     overwrite: bool = False
     precision: Literal["f32", "f16", "q8_0"] = "f32"
+
+
+class JobRequest(Strict):
+    kind: Literal["heal", "importance"] = Field(..., description="heal: the distill step as a job; importance: a circuits importance map")
+    params: dict[str, Any] = Field(default_factory=dict, description="heal: distill's parameters; importance: granularity, suite, limit, estimate, method")
 
 
 class MeasureRequest(Probing):
@@ -149,8 +154,84 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
                 out["perplexity"] = measurer.perplexity(workbench.current, body.max_tokens, body.context)
             return {**out, "version": workbench.version, "seconds": time.perf_counter() - start}
 
+    _jobs(app, workbench)
+    _memory(app, workbench)
     _page(app)
     return app
+
+
+def _jobs(app: FastAPI, workbench: Workbench) -> None:
+    """Background jobs (jobs.py) and the overlays they and the weights give."""
+    import json
+
+    from mindset.ui import overlays
+    from mindset.ui.jobs import Jobs
+
+    jobs = app.state.jobs = Jobs(workbench)
+
+    @app.post("/api/jobs", summary="Start a background job: heal (distill) or importance; answers its id")
+    def post_job(body: JobRequest) -> dict:
+        return jobs.start(body.kind, body.params).summary()
+
+    @app.get("/api/jobs", summary="Every job of this session, with its state and latest progress")
+    def get_jobs() -> list[dict]:
+        return jobs.list()
+
+    @app.get("/api/jobs/{job_id}", summary="One job: state, latest progress, result or error")
+    def get_job(job_id: str) -> dict:
+        return jobs.get(job_id).summary()
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Stop a job; the model stays as it was")
+    def cancel_job(job_id: str) -> dict:
+        return jobs.cancel(job_id).summary()
+
+    @app.get("/api/jobs/{job_id}/events", summary="The job's progress as server-sent events, until it finishes")
+    def job_events(job_id: str, request: Request, since: int = 0) -> StreamingResponse:
+        job = jobs.get(job_id)
+        last = request.headers.get("last-event-id", "")
+        since = max(since, int(last) + 1) if last.isdigit() else since  # a reconnecting EventSource resumes
+
+        def lines():
+            for item in job.stream(since):
+                if item is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                number, event = item
+                yield f"id: {number}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/overlays", summary="Numbers to paint on the architecture: importance (from a job), gate values, weight change")
+    def get_overlays() -> dict:
+        with workbench.lock:
+            current, version = workbench.current, workbench.version
+            out = {"version": version, "gates": overlays.gate_values(current), "weight_change": overlays.weight_change(workbench.original, current)}
+        latest = jobs.importance
+        out["importance"] = latest if latest and latest["version"] == version else None
+        out["importance_stale"] = latest if latest and latest["version"] != version else None
+        return out
+
+
+def _memory(app: FastAPI, workbench: Workbench) -> None:
+    """The memory view's reads; memorize and forget are edits (POST /api/edits op memorize / forget)."""
+    from mindset.ui import memory
+
+    @app.get("/api/memory", summary="The current model's memory stores: per store its kind, layer, fill, capacity and counters")
+    def get_memory() -> dict:
+        with workbench.lock:
+            return {"stores": memory.stores(workbench.current), "version": workbench.version}
+
+    @app.get("/api/memory/{path}/entries", summary="One page of a memory's entries (path: its layer index, or its module path, e.g. lm_head)")
+    def get_entries(path: str, offset: int = 0, limit: int = 20, sort: str = "id", descending: bool = True) -> dict:
+        with workbench.lock:
+            return memory.entries(workbench.current, path, offset, limit, sort, descending)
+
+    @app.get("/api/memory/search", summary="Per store, the entries nearest to the last position of a text")
+    def get_search(text: str, k: int = 5) -> dict:
+        if not 1 <= k <= 100:
+            raise MindsetError(f"k {k}: ask for 1 to 100 entries per store")
+        with workbench.lock:
+            return {"text": text, "stores": memory.search(workbench.current, text, k)}
 
 
 def _page(app: FastAPI) -> None:

@@ -91,3 +91,27 @@ def click_and_wait(driver, element_id: str, timeout: float = 120.0) -> None:
     before = version(driver)
     driver.find_element("id", element_id).click()
     wait_idle(driver, before, timeout)
+
+
+def start_heal(driver, fields: dict[str, str]) -> None:
+    """In the Heal view: fill `fields` (steps, batch_size, seq_len, lr, warmup_steps, valid_every, trainable), start."""
+    driver.find_element("id", "tab-heal").click()
+    for name, value in fields.items():
+        element = driver.find_element("id", f"heal-{name}")
+        element.clear()
+        element.send_keys(value)
+    driver.find_element("id", "heal-start").click()
+    wait_for(driver, "return window.mindsetUi.job && window.mindsetUi.job.kind === 'heal'", 30)
+
+
+def wait_job(driver, states=("done", "failed", "cancelled"), timeout: float = 300.0) -> str:
+    """Until the page's latest job has finished (and the page has taken in its result); returns its state."""
+    names = ", ".join(f"'{s}'" for s in states)
+    return wait_for(driver, f"const j = window.mindsetUi.job; return j && [{names}].includes(j.state) && j.state", timeout)
+
+
+def show_overlay(driver, kind: str, timeout: float = 60.0) -> dict:
+    """Choose overlay `kind` on the Architecture view; returns {name: value} once the page has painted it."""
+    driver.find_element("id", "tab-architecture").click()
+    driver.find_element("id", f"overlay-{kind}").click()
+    return wait_for(driver, f"const o = window.mindsetUi.overlay; return o && o.kind === '{kind}' && o.values", timeout)

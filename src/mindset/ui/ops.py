@@ -22,7 +22,7 @@ from rich.console import Console
 
 from mindset.errors import MindsetError
 
-EXTRA_OPS = ("ffn_to_memory", "distill")  # recipe steps that change the model but are not rows of EDITS; distill heals
+EXTRA_OPS = ("ffn_to_memory", "distill", "memorize", "forget")  # recipe steps that change the model but are not rows of EDITS; distill heals
 # the current model from the original (the step's default teacher is the recipe's model before any surgery)
 
 
@@ -103,6 +103,8 @@ def op_catalog() -> list[dict[str, Any]]:
         summary = EDITS[op].summary if op in EDITS else (model.__doc__ or "Turn FFN blocks into memory layers.").strip().splitlines()[0]
         if op == "ffn_to_memory":
             summary = "Turn FFN blocks into memory layers (featural: top-k over the block's own slots; associative: a store)."
+        if op in ("memorize", "forget"):
+            summary = "Write a text into the model's memory stores." if op == "memorize" else "Remove entries from a memory store by id."
         if op == "distill":
             summary = "Heal: distil the current model from the loaded original on the shipped corpus (runs until done; keep steps small on a CPU)."
         out.append({"op": op, "summary": summary, "params": _fields(model)})

@@ -84,14 +84,24 @@ class Workbench:
         with self.lock:
             parsed = ops.parse_params(op, params)
             applied = ops.apply_op(self.current, op, parsed, self.spec)
-            step = Step(op, parsed, applied.result)
-            del self._steps[self._cursor :]
-            self._states = {k: v for k, v in self._states.items() if k <= self._cursor}
-            self._steps.append(step)
-            self._cursor += 1
-            self._states[self._cursor] = applied.loaded
-            self._changed()
-            return step
+            return self._push(Step(op, parsed, applied.result), applied.loaded)
+
+    def commit(self, base, op: str, parsed: BaseModel, applied) -> Step:
+        """Add the result of `op` computed outside the lock (a background job) on `base`, which must still be the
+        current model: otherwise the result would silently drop the edits made meanwhile, so it is refused."""
+        with self.lock:
+            if self.current is not base:
+                raise MindsetError(f"the model changed while the {op} job ran (an edit, undo or redo); run it again on the current model")
+            return self._push(Step(op, parsed, applied.result), applied.loaded)
+
+    def _push(self, step: Step, loaded) -> Step:
+        del self._steps[self._cursor :]
+        self._states = {k: v for k, v in self._states.items() if k <= self._cursor}
+        self._steps.append(step)
+        self._cursor += 1
+        self._states[self._cursor] = loaded
+        self._changed()
+        return step
 
     def preview(self, op: str, params: dict[str, Any] | None = None):
         """What `apply` would give, without keeping it: (the edited model, the step's report). Nothing changes."""

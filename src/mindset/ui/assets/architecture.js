@@ -1,6 +1,7 @@
 // The Architecture view: one row per layer, attention heads as cells (a shade per kv group), the FFN as a
 // bar whose length is its width against the widest, custom modules (memory, gates, feedback) as badges.
 import { api } from './api.js';
+import { headShade, shade } from './overlay.js';
 
 const { html, useState, useEffect } = window.UiVendor;
 
@@ -8,29 +9,33 @@ const BADGES = { featural_memory: 'memory', associative_memory: 'memory', knn_lm
 
 export function badgeOf(module) { return BADGES[module.kind] || module.class; }
 
-function heads(layer, selection, select) {
+function heads(layer, selection, select, paint) {
   const perGroup = Math.max(1, layer.heads / layer.kv_heads);
   const cells = [];
   for (let h = 0; h < layer.heads; h++) {
     const group = Math.floor(h / perGroup);
     const selected = selection && selection.kind === 'head' && selection.layer === layer.index && selection.head === h;
-    cells.push(html`<span class=${'head g' + (group % 2) + (selected ? ' selected' : '')} title=${`L${layer.index}.H${h} (kv group ${group})`}
+    const value = paint ? paint.raw[`L${layer.index}.H${h}`] : undefined;
+    cells.push(html`<span class=${'head g' + (group % 2) + (selected ? ' selected' : '')} style=${headShade(paint, layer.index, h) || ''}
+      title=${`L${layer.index}.H${h} (kv group ${group})` + (value !== undefined ? `: ${paint.kind} ${value.toPrecision(3)}` : '')}
       data-head=${h} onClick=${(e) => { e.stopPropagation(); select({ kind: 'head', layer: layer.index, head: h }); }}></span>`);
   }
   return html`<span class="heads">${cells}</span>`;
 }
 
-function ffn(layer, maxWidth, selection, select) {
+function ffn(layer, maxWidth, selection, select, paint) {
   const custom = layer.modules.filter((m) => m.custom);
   const memory = custom.find((m) => /memory|knn/.test(m.kind));
   const selected = selection && selection.kind === 'ffn' && selection.layer === layer.index;
   const width = layer.d_ff ? Math.max(2, (100 * layer.d_ff) / maxWidth) : 100;
+  const t = paint ? paint.ffn[`L${layer.index}`] : undefined;
+  const painted = paint ? (t === undefined ? ';background:#d1d5db' : ';' + shade(t) + ';color:#111') : '';
   return html`<span class="ffn-track" onClick=${(e) => { e.stopPropagation(); select({ kind: 'ffn', layer: layer.index }); }}>
-    <span class=${'ffn' + (memory ? ' memory' : '') + (selected ? ' selected' : '')} style=${`width:${width}%`}
-      title=${layer.d_ff ? `FFN width ${layer.d_ff}` : memory.class}>${layer.d_ff ? layer.d_ff : badgeOf(memory)}</span></span>`;
+    <span class=${'ffn' + (memory ? ' memory' : '') + (selected ? ' selected' : '')} style=${`width:${width}%` + painted}
+      title=${(layer.d_ff ? `FFN width ${layer.d_ff}` : memory.class) + (t !== undefined ? `: ${paint.kind} ${paint.raw[`L${layer.index}.mlp`].toPrecision(3)}` : '')}>${layer.d_ff ? layer.d_ff : badgeOf(memory)}</span></span>`;
 }
 
-export function ArchitectureRows({ model, selection, select, compact }) {
+export function ArchitectureRows({ model, selection, select, compact, paint }) {
   const maxWidth = model.max_d_ff || 1;
   const outside = model.custom_modules || [];
   return html`<div class=${'arch' + (compact ? ' compact' : '')} id="arch">
@@ -42,8 +47,8 @@ export function ArchitectureRows({ model, selection, select, compact }) {
       return html`<div class=${'row layer' + (selected ? ' active' : '')} data-layer=${layer.index}
           onClick=${() => select({ kind: 'layer', layer: layer.index })}>
         <span class="label">L${layer.index}</span>
-        ${heads(layer, selection, select)}
-        ${ffn(layer, maxWidth, selection, select)}
+        ${heads(layer, selection, select, paint)}
+        ${ffn(layer, maxWidth, selection, select, paint)}
         <span class="badges">${custom.map((m) => html`<span class="badge" title=${m.path}>${badgeOf(m)}</span>`)}</span>
       </div>`;
     })}

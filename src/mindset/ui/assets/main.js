@@ -2,6 +2,9 @@
 import { api, forgetTokenInUrl } from './api.js';
 import { ArchitectureRows, Details, fmt } from './architecture.js';
 import { EditPanel, Measurement } from './edit.js';
+import { HealPanel } from './heal.js';
+import { MemoryPanel } from './memory.js';
+import { OverlayBar, overlayValues } from './overlay.js';
 
 const { html, render, useState, useEffect } = window.UiVendor;
 const status = (window.mindsetUi = { ready: false, readyMs: null, errors: [], busy: false, version: null });
@@ -46,6 +49,8 @@ function App() {
   const [measurement, setMeasurement] = useState(null);
   const [ppl, setPpl] = useState(null);
   const [previewed, setPreviewed] = useState(null);
+  const [overlay, setOverlay] = useState('none');
+  const [overlayData, setOverlayData] = useState(null);
 
   useEffect(() => {
     forgetTokenInUrl();
@@ -72,6 +77,12 @@ function App() {
     setBusy(true); status.busy = true; setError(null);
     try { setPreviewed(await api('api/preview', { op, params })); } catch (err) { setError(err.message); } finally { setBusy(false); status.busy = false; }
   };
+  // After a job changed the model (a heal): the new architecture, history and quick measurement.
+  const refresh = async () => {
+    const [m, h] = await Promise.all([api('api/model'), api('api/history')]);
+    setModel(m); setHistory(h);
+    try { setMeasurement(await api('api/measure', { perplexity: false })); } catch (err) { setError(err.message); }
+  };
   const undo = () => run(() => api('api/undo', {}));
   const redo = () => run(() => api('api/redo', {}));
   const measure = async () => {
@@ -81,10 +92,13 @@ function App() {
   };
 
   if (!model) return html`<div class="page"><p class="loading">${error || "loading the model's architecture…"}</p></div>`;
-  const arch = html`<${ArchitectureRows} model=${model} selection=${selection} select=${setSelection} compact=${view === 'edit'} />`;
+  const paint = view === 'architecture' ? overlayValues(overlay, overlayData) : null;
+  const arch = html`${view === 'architecture' ? html`<${OverlayBar} model=${model} overlay=${overlay} setOverlay=${setOverlay}
+      data=${overlayData} setData=${setOverlayData} setError=${setError} />` : null}
+    <${ArchitectureRows} model=${model} selection=${selection} select=${setSelection} compact=${view !== 'architecture'} paint=${paint} />`;
   return html`<div class="page">
     <header><h1>mindset <span id="title">${model.name}</span></h1>
-      <nav>${['architecture', 'edit'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
+      <nav>${['architecture', 'edit', 'heal', 'memory'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
       <span class="totals" id="totals">${model.layers.length} layers · ${fmt(model.params)} parameters · ${model.dtype}</span>
       ${busy ? html`<span class="busy" id="busy">working…</span>` : null}</header>
     ${error ? html`<p class="error" id="error">${error}</p>` : null}
@@ -92,6 +106,13 @@ function App() {
       <section class="left">${arch}</section>
       <section class="right">${view === 'architecture'
         ? html`<${Details} model=${model} selection=${selection} />`
+        : view === 'memory'
+        ? html`<${MemoryPanel} model=${model} apply=${apply} busy=${busy} setError=${setError} />
+            <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />`
+        : view === 'heal'
+        ? html`<${HealPanel} history=${history} refresh=${refresh} setError=${setError} />
+            <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />
+            <${Measurement} m=${measurement} ppl=${ppl} measure=${measure} busy=${busy} />`
         : html`<${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />
             <${Measurement} m=${measurement} ppl=${ppl} measure=${measure} busy=${busy} />
             <${EditPanel} ops=${ops} selection=${selection} select=${setSelection} busy=${busy} apply=${apply} preview=${preview} previewed=${previewed} />

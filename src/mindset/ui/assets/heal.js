@@ -1,0 +1,62 @@
+// The Heal view: distil the current model from the original as a background job (the recipe's distill step),
+// a live loss (and valid perplexity) chart drawn by uPlot from the job's server-sent events, and cancel. The
+// finished heal is one more undoable step in the history; a cancelled or failed one changes nothing.
+import { useJob } from './jobs.js';
+
+const { html, useState, useEffect, useRef, uPlot } = window.UiVendor;
+
+// What the edits added: the layers the applied steps changed (their reports' changed_layers), else everything.
+export function editedLayers(history) {
+  const layers = new Set();
+  for (const s of history.steps) {
+    if (!s.applied) continue;
+    for (const row of (s.result && s.result.changed_layers) || []) layers.add(`L${row[0]}`);
+  }
+  return layers.size ? [...layers].join(',') : '*';
+}
+
+function LossChart({ events }) {
+  const box = useRef(null);
+  const plot = useRef(null);
+  const points = events.filter((e) => e.type === 'progress' && e.loss !== null && e.loss !== undefined);
+  const data = [points.map((e) => e.step), points.map((e) => e.loss), points.map((e) => (e.ppl === undefined ? null : e.ppl))];
+  useEffect(() => {
+    if (!box.current) return undefined;
+    plot.current = new uPlot({
+      width: 440, height: 200, scales: { x: { time: false }, ppl: {} },
+      series: [{ label: 'step' }, { label: 'loss', stroke: '#dc2626', width: 2 }, { label: 'valid ppl', stroke: '#2563eb', scale: 'ppl', spanGaps: true }],
+      axes: [{ label: 'step' }, { label: 'loss' }, { side: 1, scale: 'ppl', label: 'ppl', grid: { show: false } }],
+    }, data, box.current);
+    return () => plot.current.destroy();
+  }, []);
+  useEffect(() => { if (plot.current) plot.current.setData(data); }, [events.length]);
+  return html`<div class="loss-chart" id="loss-chart" ref=${box}></div>`;
+}
+
+const FIELDS = [['steps', '20'], ['batch_size', '2'], ['seq_len', '64'], ['lr', '0.0003'], ['warmup_steps', '2'], ['valid_every', '5']];
+
+export function HealPanel({ history, refresh, setError }) {
+  const [values, setValues] = useState(() => ({ ...Object.fromEntries(FIELDS), trainable: editedLayers(history) }));
+  const { job, events, start, cancel, state, running } = useJob(refresh, setError);
+  const go = (e) => {
+    e.preventDefault();
+    const params = Object.fromEntries(FIELDS.map(([k]) => [k, k === 'lr' ? parseFloat(values[k]) : parseInt(values[k], 10)]));
+    params.trainable = values.trainable.split(',').map((t) => t.trim()).filter(Boolean);
+    start('heal', params);
+  };
+  const last = [...events].reverse().find((e) => e.type === 'progress');
+  return html`<div class="heal" id="heal-panel">
+    <h3>Heal: distil the current model from the original</h3>
+    <p class="hint">Runs in the background; the page stays usable. The result is one more undoable step.</p>
+    <form onSubmit=${go}>
+      ${[...FIELDS.map(([k]) => k), 'trainable'].map((k) => html`<label class="field"><span>${k}</span>
+        <input id=${'heal-' + k} value=${values[k]} onInput=${(e) => setValues({ ...values, [k]: e.target.value })} /></label>`)}
+      <button type="submit" id="heal-start" disabled=${running}>${running ? 'healing…' : 'Start heal'}</button>
+      <button type="button" id="heal-cancel" disabled=${!running} onClick=${cancel}>Cancel</button>
+    </form>
+    ${job ? html`<p id="heal-status" class=${'job-' + (state || 'running')}>job ${job.id}: <b>${state || 'running'}</b>
+      ${last ? ` · step ${last.step}/${last.total} · loss ${last.loss.toFixed(4)}${last.ppl ? ` · valid ppl ${last.ppl.toFixed(2)}` : ''}` : ''}
+      ${job.error ? html`<br /><span class="changed">${job.error.split('\n')[0]}</span>` : null}</p>` : null}
+    ${job ? html`<${LossChart} key=${job.id} events=${events} />` : null}
+  </div>`;
+}
