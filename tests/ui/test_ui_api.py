@@ -13,7 +13,7 @@ def test_model_lists_every_layer_with_heads_ffn_and_modules(api, tiny_llama):
     assert (first["heads"], first["kv_heads"], first["d_ff"]) == (4, 2, 160)
     assert {m["kind"] for m in first["modules"]} >= {"attention", "ffn", "norm"}
     assert body["params"] == sum(p.numel() for p in tiny_llama.model.parameters())
-    assert body["dtype"] == "float32" and body["overlays"] == []
+    assert body["dtype"] == "float32" and body["overlays"] == ["importance", "weight_change"]
 
 
 def test_add_a_head_keeps_the_function_and_undo_restores(api):

@@ -102,3 +102,4 @@ def test_an_importance_job_maps_every_head_and_ffn_without_touching_the_model(ap
     overlay = api.get("/api/overlays").json()
     assert overlay["importance"] is None and overlay["importance_stale"]["scores"] == result["scores"]
     assert overlay["gates"] == {f"L{i}.H{h}": 1.0 for i in (0, 1) for h in range(4)}
+    assert api.get("/api/model").json()["overlays"] == ["importance", "weight_change", "gates"]

@@ -12,7 +12,13 @@ from typing import Any
 
 from torch import nn
 
-OVERLAYS: list[str] = []  # importance, gate values, weight change: later slices add them here
+
+def overlays_for(loaded) -> list[str]:
+    """The overlays /api/overlays can paint on this model: importance (a job computes it), weight change, and
+    gate values where the model has head gates."""
+    from mindset.ui.overlays import gate_values
+
+    return ["importance", "weight_change"] + (["gates"] if gate_values(loaded) else [])
 
 
 def _count(module: nn.Module) -> int:
@@ -49,7 +55,7 @@ def architecture_json(loaded) -> dict[str, Any]:
         "layers": layers, "params": summary["total_parameters"], "parameters_by_component": summary["parameters"],
         "memory_bytes": summary["memory_bytes"], "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device),
         "max_d_ff": max((r["d_ff"] or 0) for r in layers), "max_heads": max(r["heads"] for r in layers),
-        "custom_modules": outside, "overlays": OVERLAYS,
+        "custom_modules": outside, "overlays": overlays_for(loaded),
     }  # fmt: skip
 
 
