@@ -60,6 +60,30 @@ def tiny(request):
     return load(request.param, device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="session")
+def start_browser(tmp_path_factory):
+    """start_browser(**start_chromium's options) -> a headless Debian chromium with a fresh profile; where chromium
+    is missing, a failure that says how to install it (the browser tests never pass by skipping)."""
+    from mindset.map.browser import CHROMEDRIVER, CHROMIUM, start_chromium
+
+    def start(**kwargs):
+        if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+            pytest.fail("the browser tests need Debian's chromium and chromium-driver (scripts/install-test-deps.sh installs them), "
+                        "or deselect them with -m 'not browser'")
+        return start_chromium(tmp_path_factory.mktemp("chromium-profile"), **kwargs)
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def browser(request, start_browser):
+    """One chromium per test module; a module sets BROWSER_WINDOW = (width, height) for another window size."""
+    window = getattr(request.module, "BROWSER_WINDOW", None)
+    driver = start_browser(**({"window": window} if window else {}))
+    yield driver
+    driver.quit()
+
+
 def run_cli(args, capsys, monkeypatch, stdin: str | None = None):
     """Run `mindset ARGS` in this process the way the console script does; returns (exit code, stdout, stderr)."""
     from mindset import cli

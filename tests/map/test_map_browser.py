@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 from map_helpers import read_page_data
 
-from mindset.map.browser import CHROMEDRIVER, CHROMIUM, canvas_pixels, open_map, severe_logs, start_chromium, wait_for
+from mindset.map.browser import canvas_pixels, open_map, severe_logs, wait_for
 from mindset.map.build import MapSettings, build_map
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
-                    ".ci/run installs them), or deselect them with -m 'not browser'")
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

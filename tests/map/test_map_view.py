@@ -7,26 +7,13 @@ import numpy as np
 import pytest
 from map_helpers import read_page_data
 
-from mindset.map.browser import CHROMEDRIVER, CHROMIUM, canvas_pixels, open_map, severe_logs, start_chromium, wait_for
+from mindset.map.browser import canvas_pixels, open_map, severe_logs, wait_for
 from mindset.map.build import MapSettings, build_map
 
 pytestmark = pytest.mark.browser
 
 SIZES = [(800, 600), (1200, 800), (1600, 1000), (1920, 1080), (700, 1000)]  # the last: a pane taller than wide
 
-
-def _driver(tmp_path_factory, **kwargs):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (scripts/install-test-deps.sh installs them), "
-                    "or deselect them with -m 'not browser'")
-    return start_chromium(tmp_path_factory.mktemp("chromium-profile"), **kwargs)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    driver = _driver(tmp_path_factory)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +128,8 @@ def test_the_plot_follows_a_window_resize(browser, maps):
     check_every_point_is_shown(browser, maps["umap"] / "screenshot-shrunk.png")
 
 
-def test_a_high_density_screen_draws_at_its_pixel_ratio(tmp_path_factory, maps):
-    driver = _driver(tmp_path_factory, window=(1200, 800), scale=2)
+def test_a_high_density_screen_draws_at_its_pixel_ratio(start_browser, maps):
+    driver = start_browser(window=(1200, 800), scale=2)
     try:
         open_map(driver, (maps["umap"] / "index.html").as_uri())
         view = check_every_point_is_shown(driver, maps["umap"] / "screenshot-dpr2.png")

@@ -4,28 +4,16 @@ random init changes the perplexity shown, and the folder saved from the page loa
 
 import pytest
 import torch
-from ui_helpers import TOKEN, logits
+from ui_helpers import logits
 
-from mindset.map.browser import CHROMEDRIVER, CHROMIUM, severe_logs, start_chromium, wait_for
-from mindset.ui.browser import click_and_wait, edit, heads_in, layers_shown, open_page, select_ffn, select_layer, serving, wait_idle
+from mindset.map.browser import severe_logs, wait_for
+from mindset.ui.browser import click_and_wait, edit, heads_in, layers_shown, open_page, select_ffn, select_layer, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
-                    ".ci/run installs them), or deselect them with -m 'not browser'")
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield driver
-    driver.quit()
 
 
-@pytest.fixture
-def page(bench):
-    with serving(bench, TOKEN) as url:
-        yield url
 
 
 def test_the_architecture_shows_every_layer_offline_without_errors(browser, page, bench, tmp_path):

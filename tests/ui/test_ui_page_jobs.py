@@ -3,27 +3,16 @@ lands as one undoable step, cancel stops one and changes nothing, and the import
 overlays colour the head cells and FFN bars."""
 
 import pytest
-from ui_helpers import TOKEN
 
-from mindset.map.browser import CHROMEDRIVER, CHROMIUM, severe_logs, start_chromium, wait_for
-from mindset.ui.browser import edit, open_page, select_ffn, serving, show_overlay, start_heal, wait_job
+from mindset.map.browser import severe_logs, wait_for
+from mindset.ui.browser import edit, open_page, select_ffn, show_overlay, start_heal, wait_job
 
 pytestmark = pytest.mark.browser
+BROWSER_WINDOW = (1400, 1000)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver), or -m 'not browser'")
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), window=(1400, 1000))
-    yield driver
-    driver.quit()
 
 
-@pytest.fixture
-def page(bench):
-    with serving(bench, TOKEN) as url:
-        yield url
 
 
 def chart_points(driver) -> int:

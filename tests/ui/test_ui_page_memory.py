@@ -2,28 +2,17 @@
 page, a text memorized, its entries listed with the text they were written from, a delete undone by undo."""
 
 import pytest
-from ui_helpers import TOKEN
 
-from mindset.map.browser import CHROMEDRIVER, CHROMIUM, severe_logs, start_chromium, wait_for
-from mindset.ui.browser import click_and_wait, edit, open_page, select_ffn, serving, version, wait_idle
+from mindset.map.browser import severe_logs, wait_for
+from mindset.ui.browser import click_and_wait, edit, open_page, select_ffn, version, wait_idle
 
 pytestmark = pytest.mark.browser
+BROWSER_WINDOW = (1400, 1000)
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver), or -m 'not browser'")
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), window=(1400, 1000))
-    yield driver
-    driver.quit()
 
 
-@pytest.fixture
-def page(bench):
-    with serving(bench, TOKEN) as url:
-        yield url
 
 
 def shown_ids(driver) -> list[int]:
