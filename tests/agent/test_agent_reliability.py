@@ -103,6 +103,9 @@ def test_a_corrupt_database_is_a_one_line_cli_error_naming_the_file(cli, tmp_pat
 
 @pytest.mark.slow
 def test_smollm2_recalls_a_fact_from_another_chat_process(tmp_path, src_path, mindset_home):
+    """The second chat process recalls the first one's fact as its best memory and answers with it in the
+    prompt. Whether SmolLM2-135M then says "Tom" is not asserted: with the memory in front of it, it answered
+    'A cat is called a "cat".' (benchmarks/agent_recall.py measures answer accuracy with and without memory)."""
     env = {**os.environ, "PYTHONPATH": src_path, "MINDSET_HOME": str(mindset_home)}
     base = [sys.executable, "-m", "mindset", "chat", "smollm2-135m", "--memory", str(tmp_path), "--temperature", "0", "--max-new-tokens", "24"]
     filler = "How do I boil an egg?\nTell me a joke.\nWhat rhymes with orange?\nSuggest a quick dinner.\n"
@@ -111,7 +114,10 @@ def test_smollm2_recalls_a_fact_from_another_chat_process(tmp_path, src_path, mi
                            capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr
     start = time.time()
-    second = subprocess.run([*base, "-p", "What is my cat called?"], env=env, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(base, input="/recall What is my cat called?\nWhat is my cat called?\n/exit\n", env=env,
+                            capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr
-    assert "Tom" in second.stdout, second.stdout
+    rows = [line for line in second.stdout.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    assert rows and rows[0].rstrip(" |").endswith("My cat is called Tom."), second.stdout  # the best memory
+    assert second.stdout.count("bot ›") == 1 and second.stdout.split("bot ›")[1].strip(), second.stdout  # and a reply
     assert time.time() - start < 900
