@@ -101,7 +101,8 @@ def test_both_models_answer_as_they_do_alone_and_are_listed():
         assert {k: (m["loaded"], m["state"], m["bytes"]) for k, m in cards.items()} == {"llama": (True, "loaded", LLAMA), "gpt2": (True, "loaded", GPT2)}
         assert all(m["load_seconds"] > 0 for m in cards.values())
         assert api(server).models.retrieve("gpt2").id == "gpt2"
-        assert httpx.get(f"{server.url}/health").json()["models"] == {"llama": "loaded", "gpt2": "loaded"}
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["models"] == {"llama": "loaded", "gpt2": "loaded"} and health["batching"] == {"llama": True, "gpt2": True}
     assert loader.count("tiny-llama") == loader.count("tiny-gpt2") == 1
 
 

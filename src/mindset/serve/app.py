@@ -121,7 +121,7 @@ def create_app(models, *, model_name: str | None = None, api_key: str | None = N
         runners = pool.runners()
         served = sum(getattr(r.engine, "served", 0) for r in runners)
         return {"status": "ok", "model": pool.names[0], "models": {m["id"]: m["state"] for m in pool.describe()}, "pending": pool.pending, "served": served,
-                "batching": batching}
+                "batching": {r.name: r.engine.batching for r in runners}}  # per loaded model: a model whose cache can't be batched runs round-robin
 
     @app.get("/metrics", response_class=Response)
     async def scrape() -> Response:
