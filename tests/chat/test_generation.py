@@ -183,3 +183,28 @@ def test_chat_template_is_applied(tiny_llama):
     ids = encode_prompt(tiny_llama.tokenizer, "Hi", system="Be brief.")
     text = tiny_llama.tokenizer.decode(ids)
     assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_generation_takes_the_batched_path_only_where_it_measured_faster(tiny_llama, monkeypatch):
+    """pays() times both matrix-vector paths once per shape; generation switches layers only when it says so."""
+    import mindset.chat.cpu_decode as cpu_decode
+    import mindset.chat.generation as generation
+
+    assert isinstance(cpu_decode.pays(tiny_llama.model), bool)
+    before = cpu_decode._faster.cache_info().hits
+    cpu_decode.pays(tiny_llama.model)
+    assert cpu_decode._faster.cache_info().hits == before + 1  # measured once, then remembered
+    switched = []
+    real = generation.fast_cpu_decode
+
+    def spy(model, enabled=True):
+        switched.append(enabled)
+        return real(model, enabled=enabled)
+
+    monkeypatch.setattr(generation, "fast_cpu_decode", spy)
+    ids = tiny_llama.tokenizer("hello there")["input_ids"]
+    params = SamplingParams(temperature=0.0, max_new_tokens=4)
+    for verdict in (False, True):
+        monkeypatch.setattr(generation, "pays", lambda model, verdict=verdict: verdict)
+        list(generation.stream_steps(tiny_llama.model, ids, params, [], 4))
+    assert switched == [False, True]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mindset.chat.completion import CompletionText
-from mindset.chat.cpu_decode import fast_cpu_decode
+from mindset.chat.cpu_decode import fast_cpu_decode, pays
 from mindset.chat.sampling import SamplingParams, choose_token
 from mindset.errors import MindsetError
 
@@ -86,7 +86,7 @@ def stream_steps(
     stop = set(stop_ids)
     cache = DynamicCache(config=model.config)
     input_ids = torch.tensor([list(prompt_ids)], device=device)
-    with fast_cpu_decode(model, enabled=fast_cpu):
+    with fast_cpu_decode(model, enabled=fast_cpu and pays(model)):
         for _ in range(max_new_tokens):
             logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
             token = choose_token(logits[0, -1], params, generator)

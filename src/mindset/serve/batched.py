@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from mindset.chat.completion import CompletionText
-from mindset.chat.cpu_decode import fast_cpu_decode
+from mindset.chat.cpu_decode import fast_cpu_decode, pays
 from mindset.chat.sampling import choose_token
 from mindset.serve.batching import KVBatch, model_device, prefill
 from mindset.serve.engine import Active, Job, Task
@@ -45,7 +45,7 @@ class BatchedLoop:
     def run(self) -> None:
         engine = self.engine
         while engine._running.is_set():
-            with fast_cpu_decode(self.model, enabled=engine.fast_cpu):  # only batch-1 steps take it (one row)
+            with fast_cpu_decode(self.model, enabled=engine.fast_cpu and pays(self.model)):  # only batch-1 steps take it (one row)
                 while engine._running.is_set() and not self.tasks:
                     self._collect(block=not self.rows and not self.waiting)
                     self._admit()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mindset.chat.completion import CompletionText
-from mindset.chat.cpu_decode import fast_cpu_decode
+from mindset.chat.cpu_decode import fast_cpu_decode, pays
 from mindset.chat.generation import stop_token_ids, stream_steps
 from mindset.chat.sampling import SamplingParams
 from mindset.serve.logprobs import TokenLogprob, prompt_logprobs, step_logprob
@@ -146,7 +146,7 @@ class Engine:
         tasks: list[Task] = []
         while self._running.is_set():
             # the decode loop runs with the fast CPU path on: per-request patching would interleave badly
-            with fast_cpu_decode(self.loaded.model, enabled=self.fast_cpu):
+            with fast_cpu_decode(self.loaded.model, enabled=self.fast_cpu and pays(self.loaded.model)):
                 while self._running.is_set() and not tasks:
                     self._admit(active, tasks, block=not active)
                     for entry in list(active):
