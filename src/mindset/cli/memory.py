@@ -71,30 +71,18 @@ def search(
     dtype: str = DtypeOpt,
 ) -> None:
     """The stored entries nearest to a text's last position, with the text each was written from."""
-    import torch
     from rich.markup import escape
 
-    from mindset.memory.associative import AssociativeMemory
-    from mindset.memory.knn_lm import KnnLMHead, final_hidden_states
+    from mindset.memory.knn_lm import KnnLMHead
+    from mindset.memory.queries import store_queries
     from mindset.tables import rich_table
 
     if not text.strip():
         raise MindsetError("the text is empty")
     loaded = load_model(str(path), device, dtype)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=loaded.device)
-    queries: dict[str, tuple] = {}
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, AssociativeMemory)]
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: queries.__setitem__(name, (mod.store, args[0][0, -1:]))) for name, m in layers]
-    try:
-        with torch.inference_mode():
-            hidden = final_hidden_states(model, ids)[0, -1:]
-    finally:
-        for hook in hooks:
-            hook.remove()
-    head = model.get_output_embeddings()
-    if isinstance(head, KnnLMHead):
-        queries["lm_head (kNN-LM)"] = (head.store, hidden)
+    tokenizer = loaded.tokenizer
+    queries = {("lm_head (kNN-LM)" if isinstance(module, KnnLMHead) else name): (store, query)
+               for name, (store, query, module) in store_queries(loaded, text).items()}
     if not queries:
         raise MindsetError(f"{path} has no memory store to search")
     for name, (store, query) in queries.items():

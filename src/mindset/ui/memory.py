@@ -104,27 +104,14 @@ def _featural(loaded, module, info, offset: int, limit: int, descending: bool) -
 @torch.no_grad()
 def search(loaded, text: str, k: int = 5) -> list[dict[str, Any]]:
     """For each store: the entries nearest to the last position of `text` (the query each store sees there)."""
-    from mindset.memory.associative import AssociativeMemory
-    from mindset.memory.knn_lm import KnnLMHead, final_hidden_states
+    from mindset.memory.knn_lm import KnnLMHead
+    from mindset.memory.queries import store_queries
 
     if not text.strip():
         raise MindsetError("search: the text is empty; give the text whose last position is the query")
-    model = loaded.model
-    ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"]], device=loaded.device)
-    queries: dict[str, tuple] = {}
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, AssociativeMemory)]
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: queries.__setitem__(name, (mod.store, args[0][0, -1:]))) for name, m in layers]
-    try:
-        hidden = final_hidden_states(model, ids)[0, -1:]
-    finally:
-        for hook in hooks:
-            hook.remove()
-    head = model.get_output_embeddings()
-    if isinstance(head, KnnLMHead):
-        queries[_path_of(model, head)] = (head.store, hidden)
     out = []
-    for name, (store, query) in queries.items():
-        kind = "knn_lm" if isinstance(model.get_submodule(name), KnnLMHead) else "associative"
+    for name, (store, query, module) in store_queries(loaded, text).items():
+        kind = "knn_lm" if isinstance(module, KnnLMHead) else "associative"
         if len(store) == 0:
             out.append({"path": name, "kind": kind, "hits": []})
             continue
@@ -132,7 +119,3 @@ def search(loaded, text: str, k: int = 5) -> list[dict[str, Any]]:
         rows = [{**_entry(loaded, store, kind, e), "similarity": s} for s, e in zip(hits.scores[0].tolist(), store.entries(hits.slots[0]))]
         out.append({"path": name, "kind": kind, "hits": rows})
     return out
-
-
-def _path_of(model, module) -> str:
-    return next(name for name, m in model.named_modules() if m is module)
