@@ -86,13 +86,19 @@ class Lease:
     def __init__(self, pool: ModelPool, entry: Entry):
         self.runner = entry.runner
         self._pool, self._entry, self._held = pool, entry, True
+        pool._leases[self.runner] = pool._leases.get(self.runner, 0) + 1  # the caller holds the pool's lock
 
     def release(self) -> None:
+        retired = None
         with self._pool._lock:
             if self._held:
                 self._held = False
                 self._entry.users -= 1
                 self._entry.last_used = self._pool._clock()
+                self._pool._leases[self.runner] -= 1
+                retired = self._pool._drained(self.runner)
+        if retired is not None:
+            threading.Thread(target=retired.stop, name="mindset-retire", daemon=True).start()
 
     def hold(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         """`chunks`, releasing this lease when they end, fail, or are dropped unread (a client gone before the stream began)."""
@@ -133,6 +139,8 @@ class ModelPool:
         self._make_runner: Callable[[str, Any], Any] | None = None
         self._reaper: threading.Thread | None = None
         self._closing = threading.Event()
+        self._leases: dict[Any, int] = {}  # runner -> leases held on it
+        self._retired: dict[Any, Any] = {}  # runner -> itself, for runners replaced (`replace`) while leases held them: stopped when the last is released
         for name, loaded in (preloaded or {}).items():
             entry = self._entry(name)
             entry.loaded, entry.nbytes = loaded, model_bytes(loaded.model)
@@ -203,6 +211,27 @@ class ModelPool:
             self._reaper.join(timeout=10)
         for runner in self.runners():
             runner.stop()
+
+    def replace(self, name: str, loaded) -> None:
+        """Serve `loaded` under `name` from now on, in a started pool (a model handed over loaded, e.g. the UI's current model
+        after an edit): later requests get a new runner; requests in flight finish on the old one, stopped when the last ends."""
+        self.state(name)  # UnknownModel before anything starts
+        runner = self._make_runner(name, loaded)
+        runner.start()
+        with self._lock:
+            entry = self._entry(name)
+            old, entry.loaded, entry.runner, entry.nbytes = entry.runner, loaded, runner, model_bytes(loaded.model)
+            self._retired[old] = old
+            old = self._drained(old)
+        if old is not None:
+            threading.Thread(target=old.stop, name="mindset-retire", daemon=True).start()
+
+    def _drained(self, runner):
+        """`runner` when it was replaced and no lease holds it any more (the caller stops it), else None; under the lock."""
+        if self._leases.get(runner, 0) > 0:
+            return None
+        self._leases.pop(runner, None)
+        return self._retired.pop(runner, None)
 
     # ---------------------------------------------------------------- requests
 

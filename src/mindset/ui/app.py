@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.errors import MindsetError
 from mindset.ui.architecture import architecture_json
+from mindset.ui.chat import install as install_chat
 from mindset.ui.measure import PROBES, PROMPT, Measurer
 from mindset.ui.security import guard, new_token
 from mindset.ui.workbench import Workbench
@@ -157,6 +158,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
     _jobs(app, workbench)
     _memory(app, workbench)
     _page(app)
+    install_chat(app, workbench)  # /v1 (original, current) and the Chat view's /api
     return app
 
 

@@ -1,6 +1,6 @@
 """Who may use the workbench API: whoever holds the token `mindset ui` printed.
 
-Every /api call needs it, as `Authorization: Bearer <token>`, or as `?token=<token>` on any URL once, after
+Every /api and /v1 call needs it, as `Authorization: Bearer <token>`, or as `?token=<token>` on any URL once, after
 which an HttpOnly, SameSite=Strict cookie carries it (so the page's own requests need nothing, and no other
 site can make the browser send it). Without it: 403. Calls that change state are POST with a JSON body
 (415 otherwise), so a plain HTML form on another site cannot reach them even with the cookie.
@@ -38,7 +38,7 @@ def guard(token: str):
     async def middleware(request: Request, call_next):
         given = presented(request)
         valid = given is not None and secrets.compare_digest(given.encode(), token.encode())
-        if request.url.path.startswith("/api"):
+        if request.url.path.startswith(("/api", "/v1")):  # /v1: serve's OpenAI API over original and current (ui/chat.py)
             if not valid:
                 return JSONResponse({"error": "this API needs the token mindset ui printed: Authorization: Bearer TOKEN, or open the URL with ?token=TOKEN"}, status_code=403)
             if request.method not in ("GET", "HEAD", "POST"):
