@@ -10,8 +10,10 @@ export.png        the history, the exported recipe and a saved folder
 importance.png    the Architecture view with the importance overlay (a circuits map run as a background job)
 heal.png          a heal job after a noisy widening: the live loss / valid perplexity chart, then one more step
 memory.png        a layer turned into associative memory, a text memorized, its entries browsed
+chat.png          original and current side by side, tokens coloured by probability, one token's top-5 and memory entries
 
-    python scripts/ui_screenshots.py --views jobs      (only the last three)
+    python scripts/ui_screenshots.py --views jobs      (importance, heal, memory and chat)
+    python scripts/ui_screenshots.py --views chat      (only chat.png, after its own widening and memory layer)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
-    parser.add_argument("--views", choices=("all", "edits", "jobs"), default="all")
+    parser.add_argument("--views", choices=("all", "edits", "jobs", "chat"), default="all")
     args = parser.parse_args()
 
     from mindset.map.browser import start_chromium
@@ -51,6 +53,8 @@ def main() -> None:
                     for _ in range(bench.history()["cursor"]):
                         click_and_wait(driver, "undo")
                     job_views(driver, args.out)
+                if args.views in ("all", "jobs", "chat"):
+                    chat_view(driver, args.out, prepare=args.views == "chat", layers=len(blocks(loaded.model)))
             finally:
                 driver.quit()
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.png')))} to {args.out}")
@@ -116,6 +120,30 @@ def job_views(driver, out: Path) -> None:
     Select(driver.find_element("id", "memory-sort")).select_by_value("hits")
     wait_for(driver, "const m = window.mindsetUi.memory; return m && m.sort === 'hits'", 60)
     driver.save_screenshot(str(out / "memory.png"))
+
+
+def chat_view(driver, out: Path, prepare: bool, layers: int) -> None:
+    """Chat after the edits (prepare: a noisy widening and a memory layer of its own, as the jobs views leave the model)."""
+    from mindset.ui.browser import chat, edit, hover_token, select_ffn, version, wait_idle
+
+    if prepare:
+        wide, memory = min(8, layers - 1), min(3, layers - 2)
+        select_ffn(driver, wide)
+        edit(driver, "widen_ffn", {"layers": str(wide), "add": "256", "init": "split", "noise": "1.0"})
+        edit(driver, "ffn_to_memory", {"layers": str(memory), "kind": "associative", "capacity": "512", "k": "8"})
+        driver.find_element("id", "tab-memory").click()
+        from mindset.map.browser import wait_for
+
+        wait_for(driver, "return document.getElementById('memorize-text')")
+        driver.find_element("id", "memorize-text").send_keys(MEMORY_TEXT)
+        before = version(driver)
+        driver.find_element("id", "memorize").click()
+        wait_idle(driver, before, 300)
+    started = time.perf_counter()
+    got = chat(driver, "Tell me about a single man in possession of a good fortune.", max_tokens=40, timeout=600)
+    print(f"chat: {got['tokens']} tokens from original and current, with retrieved entries, in {time.perf_counter() - started:.0f} s")
+    hover_token(driver, "current", min(5, got["tokens"]["current"] - 1))
+    driver.save_screenshot(str(out / "chat.png"))
 
 
 MEMORY_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. "

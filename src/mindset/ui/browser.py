@@ -115,3 +115,28 @@ def show_overlay(driver, kind: str, timeout: float = 60.0) -> dict:
     driver.find_element("id", "tab-architecture").click()
     driver.find_element("id", f"overlay-{kind}").click()
     return wait_for(driver, f"const o = window.mindsetUi.overlay; return o && o.kind === '{kind}' && o.values", timeout)
+
+
+def chat(driver, text: str, max_tokens: int = 12, timeout: float = 300.0) -> dict:
+    """In the Chat view: send `text` to both models and wait until both replies (and the current model's retrieved
+    entries) are in; returns the page's window.mindsetUi.chat ({state, tokens: {original, current}, retrieved})."""
+    from mindset.map.browser import wait_for
+
+    driver.find_element("id", "tab-chat").click()
+    box = driver.find_element("id", "chat-max-tokens")
+    box.clear()
+    box.send_keys(str(max_tokens))
+    driver.find_element("id", "chat-text").send_keys(text)
+    driver.find_element("id", "chat-send").click()
+    return wait_for(driver, "const c = window.mindsetUi.chat; return c && c.state !== 'streaming' && c", timeout)
+
+
+def hover_token(driver, pane: str, index: int) -> str:
+    """Point at token `index` of `pane`'s last reply; returns the token panel's text once it shows that token."""
+    from selenium.webdriver import ActionChains
+
+    from mindset.map.browser import wait_for
+
+    token = driver.find_elements("css selector", f"#chat-{pane} .turn:last-child .tok")[index]
+    ActionChains(driver).move_to_element(token).perform()
+    return wait_for(driver, f"const i = document.getElementById('token-info'); return i && i.dataset.pane === '{pane}' && i.textContent", 30)

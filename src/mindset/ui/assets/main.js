@@ -1,6 +1,7 @@
 // mindset ui: the page. It is one client of the workbench API; everything it shows comes from there.
 import { api, forgetTokenInUrl } from './api.js';
 import { ArchitectureRows, Details, fmt } from './architecture.js';
+import { ChatPanel } from './chat.js';
 import { EditPanel, Measurement } from './edit.js';
 import { HealPanel } from './heal.js';
 import { MemoryPanel } from './memory.js';
@@ -98,7 +99,7 @@ function App() {
     <${ArchitectureRows} model=${model} selection=${selection} select=${setSelection} compact=${view !== 'architecture'} paint=${paint} />`;
   return html`<div class="page">
     <header><h1>mindset <span id="title">${model.name}</span></h1>
-      <nav>${['architecture', 'edit', 'heal', 'memory'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
+      <nav>${['architecture', 'edit', 'heal', 'memory', 'chat'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
       <span class="totals" id="totals">${model.layers.length} layers · ${fmt(model.params)} parameters · ${model.dtype}</span>
       ${busy ? html`<span class="busy" id="busy">working…</span>` : null}</header>
     ${error ? html`<p class="error" id="error">${error}</p>` : null}
@@ -106,6 +107,8 @@ function App() {
       <section class="left">${arch}</section>
       <section class="right">${view === 'architecture'
         ? html`<${Details} model=${model} selection=${selection} />`
+        : view === 'chat'
+        ? html`<${ChatPanel} model=${model} setError=${setError} />`
         : view === 'memory'
         ? html`<${MemoryPanel} model=${model} apply=${apply} busy=${busy} setError=${setError} />
             <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />`
