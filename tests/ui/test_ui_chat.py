@@ -42,6 +42,11 @@ def test_v1_lists_exactly_original_and_current(api):
     assert missing.status_code == 404 and "'original', 'current'" in missing.json()["error"]["message"]
 
 
+def test_the_openapi_document_has_v1_beside_api(api):
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/v1/models", "/v1/chat/completions", "/api/chat/retrieved", "/api/edits"} <= set(paths)
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
 def test_v1_without_the_token_is_403(bench, headers):
     client = client_for(bench, auth=False)

@@ -97,7 +97,7 @@ class Prefixed(BaseRoute):
         raise NoMatchFound(name, params)
 
 
-class Message(BaseModel):
+class ChatTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str = Field(..., pattern="^(system|user|assistant|developer)$")
     content: str
@@ -105,7 +105,7 @@ class Message(BaseModel):
 
 class RetrievedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    messages: list[Message] = Field(..., min_length=1, description="the conversation the reply answered (as sent to /v1/chat/completions)")
+    messages: list[ChatTurn] = Field(..., min_length=1, description="the conversation the reply answered (as sent to /v1/chat/completions)")
     tokens: list[list[Annotated[int, Field(ge=0, le=255)]]] = Field(..., max_length=4096, description="the reply's tokens as their UTF-8 bytes (logprobs.content[i].bytes)")
     top: int = Field(3, ge=1, le=32, description="entries reported per store and token")
 
@@ -124,6 +124,23 @@ def install(app: FastAPI, workbench) -> None:
 
     app.router.lifespan_context = lifespan
     app.include_router(router(workbench))
+    app.openapi = with_v1(app.openapi, v1)
+
+
+def with_v1(openapi, v1: FastAPI):
+    """The workbench's OpenAPI document (/docs) with serve's /v1 paths in it (a schema name both use keeps the workbench's)."""
+
+    def merged() -> dict:
+        schema = openapi()  # built once, then cached by FastAPI: the /v1 paths are added the first time
+        if PREFIX + "/models" not in schema["paths"]:
+            theirs = v1.openapi()
+            schema["paths"].update({path: ops for path, ops in theirs["paths"].items() if path.startswith(PREFIX)})
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, body in theirs.get("components", {}).get("schemas", {}).items():
+                schemas.setdefault(name, body)
+        return schema
+
+    return merged
 
 
 def router(workbench) -> APIRouter:
