@@ -59,8 +59,13 @@ def test_current_follows_an_edit_and_an_undo(api, bench):
     before = first_token(api, "current")
     assert top5(before) == top5(first_token(api, "original"))
     torch.testing.assert_close(top5(before), direct_top5(bench.original), atol=1e-4, rtol=0)
+    pool = api.app.state.v1.state.pool
+    before_engine = next(r for r in pool.runners() if r.name == "current").engine
     assert api.post("/api/edits", json=NOISY).status_code == 200
     edited = first_token(api, "current")
+    assert next(r for r in pool.runners() if r.name == "current").engine is not before_engine
+    before_engine._thread.join(30)
+    assert not before_engine._thread.is_alive()  # the replaced engine stopped once its last answer was done
     torch.testing.assert_close(top5(edited), direct_top5(bench.current), atol=1e-4, rtol=0)  # the edited model, through the engine
     assert max(abs(a - b) for a, b in zip(top5(edited), top5(before))) > 1e-3  # the noisy widening changed it
     assert top5(first_token(api, "original")) == top5(before)  # original stays the loaded model
@@ -170,5 +175,7 @@ def test_retrieved_errors_and_a_model_without_memory(api):
     assert bad.status_code == 422  # a byte is 0 to 255
     api.post("/api/edits", json={"op": "ffn_to_memory", "params": {"layers": [1], "kind": "associative", "capacity": 64, "k": 4}, "measure": False})
     api.post("/api/edits", json={"op": "memorize", "params": {"text": TEXT}, "measure": False})
+    assert api.post("/api/chat/retrieved", json={"messages": MESSAGES, "tokens": [[72]]}).json()["stores"][0]["kind"] == "associative"
+    assert api.post("/api/chat/retrieved", json={"model": "original", "messages": MESSAGES, "tokens": [[72]]}).json()["stores"] == []
     unknown = api.post("/api/chat/retrieved", json={"messages": MESSAGES, "tokens": [[0xFF, 0xFE, 0xFD, 0xFC]]})
     assert unknown.status_code == 400 and "is no token of this model" in unknown.json()["error"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,6 +105,7 @@ class ChatTurn(BaseModel):
 
 class RetrievedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    model: Literal["original", "current"] = Field("current", description="the model that wrote the reply")
     messages: list[ChatTurn] = Field(..., min_length=1, description="the conversation the reply answered (as sent to /v1/chat/completions)")
     tokens: list[list[Annotated[int, Field(ge=0, le=255)]]] = Field(..., max_length=4096, description="the reply's tokens as their UTF-8 bytes (logprobs.content[i].bytes)")
     top: int = Field(3, ge=1, le=32, description="entries reported per store and token")
@@ -146,12 +147,13 @@ def with_v1(openapi, v1: FastAPI):
 def router(workbench) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post("/api/chat/retrieved", summary="For each token of a reply of `current`: the memory entries read while predicting it")
+    @routes.post("/api/chat/retrieved", summary="For each token of a reply: the memory entries its model read while predicting it")
     def post_retrieved(body: RetrievedRequest) -> dict:
         from mindset.ui.retrieved import retrieved
 
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages]
         with workbench.lock:
-            return {"version": workbench.version, **retrieved(workbench.current, messages, [bytes(t) for t in body.tokens], body.top)}
+            loaded = workbench.current if body.model == "current" else workbench.original
+            return {"version": workbench.version, **retrieved(loaded, messages, [bytes(t) for t in body.tokens], body.top)}
 
     return routes

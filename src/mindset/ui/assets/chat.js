@@ -103,12 +103,12 @@ export function ChatPanel({ model, setError }) {
       status().chat.tokens[name] = got.length;
     }, signal);
     update(index, (turn) => ({ ...turn, state: { ...turn.state, [name]: 'done' } }));
-    if (name === 'current' && got.length) {  // which memory entries each token was predicted with (none without memory layers)
-      const found = await api('api/chat/retrieved', { messages, tokens: got.map((t) => t.bytes) });
+    if (got.length) {  // which memory entries each token was predicted with (none without memory layers)
+      const found = await api('api/chat/retrieved', { model: name, messages, tokens: got.map((t) => t.bytes) });
       if (found.stores.length) {
-        update(index, (turn) => ({ ...turn, replies: { ...turn.replies, current: turn.replies.current.map((t, j) => ({ ...t, retrieved: found.tokens[j] && found.tokens[j].entries })) } }));
+        update(index, (turn) => ({ ...turn, replies: { ...turn.replies, [name]: turn.replies[name].map((t, j) => ({ ...t, retrieved: found.tokens[j] && found.tokens[j].entries })) } }));
       }
-      status().chat.retrieved = found.stores.length ? found.tokens.length : 0;
+      if (name === 'current') status().chat.retrieved = found.stores.length ? found.tokens.length : 0;
     }
   };
 
