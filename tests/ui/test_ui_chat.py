@@ -179,3 +179,31 @@ def test_retrieved_errors_and_a_model_without_memory(api):
     assert api.post("/api/chat/retrieved", json={"model": "original", "messages": MESSAGES, "tokens": [[72]]}).json()["stores"] == []
     unknown = api.post("/api/chat/retrieved", json={"messages": MESSAGES, "tokens": [[0xFF, 0xFE, 0xFD, 0xFC]]})
     assert unknown.status_code == 400 and "is no token of this model" in unknown.json()["error"]
+
+
+@pytest.mark.slow
+def test_smollm2_current_after_identity_blocks_answers_as_the_original_and_as_mindset_chat(smollm2, tmp_path):
+    """A function-preserving edit: `current` gives the loaded model's greedy text through /v1, and both equal
+    `mindset chat`'s own decode loop; a noisy widening then moves `current`'s log-probabilities alone."""
+    from mindset.chat.generation import stop_token_ids, stream_steps
+    from mindset.chat.sampling import SamplingParams
+    from mindset.ui import Workbench
+
+    bench = Workbench(smollm2, tmp_path / "root", autosave=False)
+    api = client_for(bench)
+    body = {"messages": MESSAGES, "max_tokens": 16, "temperature": 0, "logprobs": True}
+
+    def reply(model: str) -> tuple[str, list[float]]:
+        choice = api.post("/v1/chat/completions", json={**body, "model": model}).json()["choices"][0]
+        return choice["message"]["content"], [e["logprob"] for e in choice["logprobs"]["content"]]
+
+    ids = encode_prompt(smollm2.tokenizer, MESSAGES)
+    steps = stream_steps(smollm2.model, ids, SamplingParams(max_new_tokens=16, temperature=0), stop_token_ids(smollm2.model, smollm2.tokenizer), 16)
+    direct = smollm2.tokenizer.decode([t for t, _ in steps], skip_special_tokens=True)
+    bench.apply("insert_layers", {"after": 10, "n": 2, "init": "identity"})
+    original, current = reply("original"), reply("current")
+    assert current[0] == original[0] == direct
+    torch.testing.assert_close(current[1], original[1], atol=1e-4, rtol=0)
+    bench.apply("widen_ffn", {"layers": [20], "add": 256, "init": "split", "noise": 1.0})  # not an identity block (11, 12): its zero FFN stays zero
+    assert reply("original") == original
+    assert max(abs(a - b) for a, b in zip(reply("current")[1], original[1])) > 1e-3

@@ -54,6 +54,11 @@ def test_chat_streams_coloured_tokens_into_both_panes_and_hover_shows_the_top_5(
     assert "current" in info and len(browser.find_elements("css selector", "#alternatives li")) == 5
     assert browser.find_elements("css selector", "#alternatives li.chosen")  # greedy: the token is among its top-5
     assert not browser.find_elements("id", "retrieved")  # no memory layers, nothing retrieved
+    browser.find_element("id", "tab-architecture").click()
+    browser.find_element("id", "tab-chat").click()
+    assert len(tokens(browser, "current")) == got["tokens"]["current"]  # the conversation outlives the tab
+    assert chat(browser, "And of Germany?", max_tokens=3)["state"] == "done"  # a second turn, after the first
+    assert [len(browser.find_elements("css selector", f"#chat-{m} .turn")) for m in ("original", "current")] == [2, 2]
     assert severe_logs(browser) == [] and browser.execute_script("return window.mindsetUi.errors") == []
 
 

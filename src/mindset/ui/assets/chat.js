@@ -3,7 +3,7 @@
 // at one shows the five likeliest tokens there and, for models with memory, the entries it was predicted with.
 import { api } from './api.js';
 
-const { html, useState, useRef } = window.UiVendor;
+const { html, useState } = window.UiVendor;
 const MODELS = ['original', 'current'];
 const status = () => window.mindsetUi;
 
@@ -81,17 +81,21 @@ function TokenInfo({ turns, at }) {
   </div>`;
 }
 
+// The conversation outlives the view: switching tabs unmounts the panel, and a reply still streaming goes on.
+const saved = { turns: [], running: false, abort: null };
+
 export function ChatPanel({ model, setError }) {
-  const [turns, setTurns] = useState([]);
+  const [turns, setShown] = useState(saved.turns);
+  const setTurns = (change) => { saved.turns = typeof change === 'function' ? change(saved.turns) : change; setShown(saved.turns); };
   const [text, setText] = useState('');
   const [maxTokens, setMaxTokens] = useState(40);
   const [temperature, setTemperature] = useState(0);
   const [at, setAt] = useState(null);
-  const [running, setRunning] = useState(false);
-  const abort = useRef(null);
+  const [running, setShownRunning] = useState(saved.running);
+  const setRunning = (on) => { saved.running = on; setShownRunning(on); };
 
   const update = (index, change) => setTurns((all) => all.map((turn, i) => (i === index ? change(turn) : turn)));
-  const conversation = (name, user) => [...turns.flatMap((t) => [{ role: 'user', content: t.user }, { role: 'assistant', content: t.replies[name].map((x) => x.text).join('') }]), { role: 'user', content: user }];
+  const conversation = (name, user) => [...saved.turns.flatMap((t) => [{ role: 'user', content: t.user }, { role: 'assistant', content: t.replies[name].map((x) => x.text).join('') }]), { role: 'user', content: user }];
 
   const one = async (name, index, messages, signal) => {
     const decoder = new TextDecoder();
@@ -116,14 +120,14 @@ export function ChatPanel({ model, setError }) {
     e.preventDefault();
     const user = text.trim();
     if (!user || running) return;
-    const index = turns.length;
+    const index = saved.turns.length;
     const messages = Object.fromEntries(MODELS.map((m) => [m, conversation(m, user)]));
     setTurns((all) => [...all, { user, version: model.version, replies: { original: [], current: [] }, state: { original: 'streaming', current: 'streaming' } }]);
     setText(''); setRunning(true); setError(null);
-    abort.current = new AbortController();
+    saved.abort = new AbortController();
     window.mindsetUi.chat = { state: 'streaming', tokens: { original: 0, current: 0 }, retrieved: null };
     try {
-      await Promise.all(MODELS.map((m) => one(m, index, messages[m], abort.current.signal)));
+      await Promise.all(MODELS.map((m) => one(m, index, messages[m], saved.abort.signal)));
       status().chat.state = 'done';
     } catch (err) {
       status().chat.state = 'failed';
@@ -138,7 +142,7 @@ export function ChatPanel({ model, setError }) {
       <label>max tokens <input id="chat-max-tokens" type="number" min="1" max="512" value=${maxTokens} onInput=${(e) => setMaxTokens(e.target.value)} /></label>
       <label>temperature <input id="chat-temperature" type="number" min="0" max="2" step="0.1" value=${temperature} onInput=${(e) => setTemperature(e.target.value)} /></label>
       <button id="chat-send" type="submit" disabled=${running}>Send</button>
-      <button id="chat-stop" type="button" disabled=${!running} onClick=${() => abort.current && abort.current.abort()}>Stop</button>
+      <button id="chat-stop" type="button" disabled=${!running} onClick=${() => saved.abort && saved.abort.abort()}>Stop</button>
       <button id="chat-clear" type="button" disabled=${running || !turns.length} onClick=${() => { setTurns([]); setAt(null); }}>Clear</button>
       <span class="legend chat-legend"><span class="lo">unlikely</span><span class="mid">p ≈ 0.5</span><span class="hi">likely</span></span>
     </form>
