@@ -50,7 +50,7 @@ def model_diff(original, current) -> dict[str, Any]:
     for b, row, origin in zip(new_blocks, new_rows, origins):
         a = old_blocks[origin.source] if origin.source is not None else None
         rows.append(_layer_pair(original, current, a, b, old_rows[origin.source] if a else None, row, origin))
-    gone = [{"index": i, "status": "dropped", "heads": old_rows[i]["n_heads"], "kv_heads": old_rows[i]["n_kv_heads"],
+    gone = [{"index": None, "source": i, "status": "dropped", "heads": old_rows[i]["n_heads"], "kv_heads": old_rows[i]["n_kv_heads"],
              "d_ff": old_rows[i]["d_ff"], "params": old_rows[i]["params"]} for i in dropped]  # fmt: skip
     p_old, p_new = _count(original.model), _count(current.model)
     return {
@@ -127,7 +127,7 @@ def _timeline(rows: list[dict], dropped: list[dict]) -> list[dict]:
     out: list[dict] = []
     pending = list(dropped)
     for row in rows:
-        while pending and row["status"] in ("kept", "moved") and row["source"] is not None and pending[0]["index"] < row["source"]:
+        while pending and row["status"] in ("kept", "moved") and row["source"] is not None and pending[0]["source"] < row["source"]:
             out.append(pending.pop(0))
         out.append(row)
     return out + pending
