@@ -81,11 +81,16 @@ def build(bench, job, base, version: int, parsed: MapJobParams) -> dict[str, Any
 
     job.check()
     original = working_copy(bench.original) if custom_modules(bench.original.model) else bench.original
-    original = dataclasses.replace(original, name=f"{original.name} (original)")  # the map's legend tells the two apart
-    current = dataclasses.replace(working_copy(base), name=f"{base.name} (current, v{version})")
+    original = _named(original, f"{original.name} (original)")  # the map's legend tells the two apart
+    current = _named(working_copy(base), f"{base.name} (current, v{version})")
     summary = build_map(original, out, settings, compare=current, say=say, progress=False)
     return {"name": name, "url": f"api/maps/{name}/index.html", "version": version, "points": summary["points"], "items": summary["items"],
             "method": summary["method"], "layer": summary["layer"], "seconds": summary["seconds"], "moved": summary.get("moved", [])[:10]}  # fmt: skip
+
+
+def _named(loaded, name: str):
+    """The same model under another name (a LoadedModel is named by its source's spec)."""
+    return dataclasses.replace(loaded, source=dataclasses.replace(loaded.source, spec=name))
 
 
 def _steps(data: list[str]) -> int:
