@@ -10,8 +10,12 @@ export.png        the history, the exported recipe and a saved folder
 importance.png    the Architecture view with the importance overlay (a circuits map run as a background job)
 heal.png          a heal job after a noisy widening: the live loss / valid perplexity chart, then one more step
 memory.png        a layer turned into associative memory, a text memorized, its entries browsed
+diff.png          the Diff view after inserting, widening, adding heads and dropping a layer
+activations.png   the activation-norm overlay on a typed prompt (heads just added write nothing)
+map.png           the Map view: the map of the current model against the original, built as a job
 
-    python scripts/ui_screenshots.py --views jobs      (only the last three)
+    python scripts/ui_screenshots.py --views jobs      (only importance, heal, memory)
+    python scripts/ui_screenshots.py --views views     (only diff, activations, map)
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
-    parser.add_argument("--views", choices=("all", "edits", "jobs"), default="all")
+    parser.add_argument("--views", choices=("all", "edits", "jobs", "views"), default="all")
     args = parser.parse_args()
 
     from mindset.map.browser import start_chromium
@@ -51,6 +55,12 @@ def main() -> None:
                     for _ in range(bench.history()["cursor"]):
                         click_and_wait(driver, "undo")
                     job_views(driver, args.out)
+                if args.views in ("all", "views"):
+                    for _ in range(bench.history()["cursor"]):
+                        click_and_wait(driver, "undo")
+                    from ui_screenshot_views import diff_views
+
+                    diff_views(driver, args.out, group, len(blocks(loaded.model)))
             finally:
                 driver.quit()
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.png')))} to {args.out}")

@@ -169,3 +169,18 @@ def test_bad_activation_requests_are_4xx(api, body, status, words):
     answer = api.post("/api/activations", json=body)
     assert answer.status_code == status, answer.text
     assert words in answer.text
+
+
+def test_gpt2_layers_pair_up_through_insert_and_move(tiny_gpt2, tmp_path):
+    """GPT-2's fused c_attn and Conv1D projections: the same pairing and weight change."""
+    from mindset.ui import Workbench
+    from mindset.ui.diff import model_diff
+
+    bench = Workbench(tiny_gpt2, tmp_path / "root", autosave=False)
+    bench.apply("insert_layers", {"after": 1, "n": 1})
+    bench.apply("move_layer", {"src": 0, "dst": 2})
+    body = model_diff(bench.original, bench.current)
+    assert statuses(body) == [("kept", 1), ("inserted", 1), ("moved", 0)]
+    inserted = body["layers"][1]
+    assert inserted["weight_change"]["attn"] > 0 and inserted["weight_change"]["mlp"] > 0
+    assert body["layers"][0]["weight_change"]["total"] == 0 and body["layers"][2]["weight_change"]["total"] == 0

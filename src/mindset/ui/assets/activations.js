@@ -15,6 +15,7 @@ export function ActivationControls({ model, data, setData, setError }) {
     try {
       const answer = await api('api/activations', { prompt: text });
       setData((d) => ({ ...(d || {}), activations: answer }));
+      window.mindsetUi.activations = { prompt: answer.prompt, version: answer.version, tokens: answer.tokens.length };
     } catch (err) { setError(err.message); } finally { setRunning(false); }
   };
   const done = data && data.activations;
