@@ -5,7 +5,7 @@ edit record), so an inserted, dropped or moved block shows as such instead of ev
 changed. Per pair: heads, kv heads and FFN width before and after, the modules added or removed (a child
 or custom module by its path inside the layer and its class: an FFN turned into memory is one removed and
 one added), the parameter count, and the weight change
-    ‖W_cur − W_orig‖ / ‖W_orig‖   (Frobenius, float64, over the attention's, the FFN's and all the layer's tensors)
+    ‖W_cur − W_orig‖ / ‖W_orig‖   (Frobenius, sums in float64, over the attention's, the FFN's and all the layer's tensors)
 A tensor that grew (added heads, a widened FFN: the edits append) is compared on its original block, the
 rest counts as added parameters; one that shrank or lost its name is listed as reshaped, not compared.
 An inserted layer is compared with the block it copies (identity init: its zeroed output projections show).
@@ -47,9 +47,10 @@ def model_diff(original, current) -> dict[str, Any]:
     old_rows, new_rows = layer_rows(original.model), layer_rows(current.model)
     origins, dropped, matched = layer_origins(original, current, len(old_blocks), len(new_blocks))
     rows = []
+    custom = (_custom(original), _custom(current))
     for b, row, origin in zip(new_blocks, new_rows, origins):
         a = old_blocks[origin.source] if origin.source is not None else None
-        rows.append(_layer_pair(original, current, a, b, old_rows[origin.source] if a else None, row, origin))
+        rows.append(_layer_pair(custom, a, b, old_rows[origin.source] if a else None, row, origin))
     gone = [{"index": None, "source": i, "status": "dropped", "heads": old_rows[i]["n_heads"], "kv_heads": old_rows[i]["n_kv_heads"],
              "d_ff": old_rows[i]["d_ff"], "params": old_rows[i]["params"]} for i in dropped]  # fmt: skip
     p_old, p_new = _count(original.model), _count(current.model)
@@ -63,8 +64,8 @@ def model_diff(original, current) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _layer_pair(original, current, a, b, row_a, row_b, origin) -> dict[str, Any]:
-    """One current layer against its source layer (None: a layer with no known source)."""
+def _layer_pair(custom, a, b, row_a, row_b, origin) -> dict[str, Any]:
+    """One current layer against its source layer (None: a layer with no known source); custom: both models' custom modules."""
     from mindset.ui.architecture import _layer_modules
 
     def pair(key):
@@ -72,8 +73,8 @@ def _layer_pair(original, current, a, b, row_a, row_b, origin) -> dict[str, Any]
 
     out = {"index": b.index, "source": origin.source, "status": origin.how, "init": origin.init,
            "heads": pair("n_heads"), "kv_heads": pair("n_kv_heads"), "d_ff": pair("d_ff"), "params": pair("params")}  # fmt: skip
-    mods_b = {_relative(m["path"], b.path): m["class"] for m in _layer_modules(b, _custom(current))}
-    mods_a = {_relative(m["path"], a.path): m["class"] for m in _layer_modules(a, _custom(original))} if a else {}
+    mods_b = {_relative(m["path"], b.path): m["class"] for m in _layer_modules(b, custom[1])}
+    mods_a = {_relative(m["path"], a.path): m["class"] for m in _layer_modules(a, custom[0])} if a else {}
     out["modules_added"] = sorted(f"{k} ({v})" for k, v in mods_b.items() if mods_a.get(k) != v) if a else []
     out["modules_removed"] = sorted(f"{k} ({v})" for k, v in mods_a.items() if mods_b.get(k) != v)
     if a is None:
@@ -81,7 +82,8 @@ def _layer_pair(original, current, a, b, row_a, row_b, origin) -> dict[str, Any]
         return out
     tensors_a, tensors_b = dict(a.layer.named_parameters()), dict(b.layer.named_parameters())
     groups = {"attn": _relative(a.attn_path, a.path) + ".", "mlp": _relative(a.mlp_path, a.path) + ".", "total": ""}
-    out["weight_change"] = {g: _change(tensors_a, tensors_b, prefix) for g, prefix in groups.items()}
+    squares = _squares(tensors_a, tensors_b)
+    out["weight_change"] = {g: _change(squares, prefix) for g, prefix in groups.items()}
     out["reshaped"] = sorted(n for n in tensors_a if n in tensors_b and not _comparable(tensors_a[n], tensors_b[n])) + sorted(set(tensors_a) ^ set(tensors_b))
     shape_changed = any(x != y for x, y in (out["heads"], out["kv_heads"], out["d_ff"], out["params"]))
     out["changed"] = bool(origin.how != "kept" or shape_changed or out["modules_added"] or out["modules_removed"] or (out["weight_change"]["total"] or 0) > 0)
@@ -103,21 +105,28 @@ def _comparable(x: torch.Tensor, y: torch.Tensor) -> bool:
     return x.dim() == y.dim() and all(m <= n for m, n in zip(x.shape, y.shape))
 
 
-def _change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], prefix: str) -> float | None:
-    """‖after − before‖ / ‖before‖ over the tensors under `prefix` both have (grown ones on their original block); None: none comparable."""
-    diff = base = 0.0
-    seen = False
+def _squares(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """{name: (‖after − before‖², ‖before‖²)} of the comparable tensors (grown ones on their original block),
+    each read once; differences in the tensors' own precision, sums in float64."""
+    out = {}
     for name, w in before.items():
         v = after.get(name)
-        if not name.startswith(prefix) or v is None or not _comparable(w, v):
+        if v is None or not _comparable(w, v):
             continue
-        seen = True
-        w64 = w.detach().to("cpu", torch.float64)
-        v64 = v.detach()[tuple(slice(0, n) for n in w.shape)].to("cpu", torch.float64)
-        diff += float((v64 - w64).pow(2).sum())
-        base += float(w64.pow(2).sum())
-    if not seen:
+        w = w.detach()
+        v = v.detach()[tuple(slice(0, n) for n in w.shape)].to(w.dtype)
+        same = v.data_ptr() == w.data_ptr() or torch.equal(v, w)  # most tensors are untouched: no difference to allocate
+        delta = 0.0 if same else float(torch.linalg.vector_norm(v - w).double() ** 2)
+        out[name] = (delta, float(torch.linalg.vector_norm(w).double() ** 2))
+    return out
+
+
+def _change(squares: dict[str, tuple[float, float]], prefix: str) -> float | None:
+    """‖after − before‖ / ‖before‖ over the tensors under `prefix`; None when none is comparable."""
+    parts = [v for name, v in squares.items() if name.startswith(prefix)]
+    if not parts:
         return None
+    diff, base = sum(d for d, _ in parts), sum(b for _, b in parts)
     return (diff / base) ** 0.5 if base > 0 else diff**0.5
 
 
@@ -144,7 +153,7 @@ def _outside(original, current) -> dict[str, Any]:
     a, b = tensors(original), tensors(current)
     changed = []
     for name in sorted(a.keys() & b.keys()):
-        value = _change({name: a[name]}, {name: b[name]}, "")
+        value = _change(_squares({name: a[name]}, {name: b[name]}), "")
         if value is None:
             changed.append({"name": name, "shape": [list(a[name].shape), list(b[name].shape)], "relative_change": None})
         elif value > 0:
