@@ -11,9 +11,13 @@ importance.png    the Architecture view with the importance overlay (a circuits 
 heal.png          a heal job after a noisy widening: the live loss / valid perplexity chart, then one more step
 memory.png        a layer turned into associative memory, a text memorized, its entries browsed
 chat.png          original and current side by side, tokens coloured by probability, one token's top-5 and memory entries
+diff.png          the Diff view after inserting, widening, adding heads and dropping a layer
+activations.png   the activation-norm overlay on a typed prompt (heads just added write nothing)
+map.png           the Map view: the map of the current model against the original, built as a job
 
     python scripts/ui_screenshots.py --views jobs      (importance, heal, memory and chat)
     python scripts/ui_screenshots.py --views chat      (only chat.png, after its own widening and memory layer)
+    python scripts/ui_screenshots.py --views views     (only diff, activations, map)
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
-    parser.add_argument("--views", choices=("all", "edits", "jobs", "chat"), default="all")
+    parser.add_argument("--views", choices=("all", "edits", "jobs", "chat", "views"), default="all")
     args = parser.parse_args()
 
     from mindset.map.browser import start_chromium
@@ -55,6 +59,12 @@ def main() -> None:
                     job_views(driver, args.out)
                 if args.views in ("all", "jobs", "chat"):
                     chat_view(driver, args.out, prepare=args.views == "chat", layers=len(blocks(loaded.model)))
+                if args.views in ("all", "views"):
+                    for _ in range(bench.history()["cursor"]):
+                        click_and_wait(driver, "undo")
+                    from ui_screenshot_views import diff_views
+
+                    diff_views(driver, args.out, group, len(blocks(loaded.model)))
             finally:
                 driver.quit()
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.png')))} to {args.out}")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.errors import MindsetError
 from mindset.ui.architecture import architecture_json
+from mindset.ui.canaries import Canaries
 from mindset.ui.chat import install as install_chat
 from mindset.ui.measure import PROBES, PROMPT, Measurer
 from mindset.ui.security import guard, new_token
@@ -54,7 +55,7 @@ class SaveRequest(Strict):
 
 
 class JobRequest(Strict):
-    kind: Literal["heal", "importance"] = Field(..., description="heal: the distill step as a job; importance: a circuits importance map")
+    kind: Literal["heal", "importance", "map"] = Field(..., description="heal: the distill step as a job; importance: a circuits importance map; map: the map of current against original")
     params: dict[str, Any] = Field(default_factory=dict, description="heal: distill's parameters; importance: granularity, suite, limit, estimate, method")
 
 
@@ -62,6 +63,8 @@ class MeasureRequest(Probing):
     perplexity: bool = True
     max_tokens: int = Field(512, ge=2, le=100_000, description="tokens of the shipped valid text to score")
     context: int = Field(128, ge=2, le=8192, description="window length for perplexity")
+    canaries: list[str] = Field(default_factory=list, description="canary suites to score on both models ('canaries': all six; [] : none)")
+    canary_limit: int = Field(8, ge=1, le=1000, description="documents per canary suite")
 
 
 def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
@@ -71,6 +74,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
     app.state.token, app.state.workbench = token, workbench
     app.middleware("http")(guard(token))
     measurer = Measurer(workbench.original)
+    canaries = Canaries(workbench.original)
 
     @app.exception_handler(MindsetError)
     async def user_error(request: Request, err: MindsetError):
@@ -146,17 +150,20 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
     def post_save(body: SaveRequest) -> dict:
         return workbench.save(body.out, body.format, overwrite=body.overwrite, precision=body.precision)
 
-    @app.post("/api/measure", summary="Perplexity on the shipped valid text and KL(original ‖ current) on probe prompts")
+    @app.post("/api/measure", summary="Perplexity on the shipped valid text, KL(original ‖ current) on probe prompts, canary suite deltas")
     def post_measure(body: MeasureRequest) -> dict:
         with workbench.lock:
             start = time.perf_counter()
             out = measurer.quick(workbench.current, body.probes, body.prompt)
             if body.perplexity:
                 out["perplexity"] = measurer.perplexity(workbench.current, body.max_tokens, body.context)
+            if body.canaries:
+                out["canaries"] = canaries.deltas(workbench.current, body.canaries, body.canary_limit)
             return {**out, "version": workbench.version, "seconds": time.perf_counter() - start}
 
     _jobs(app, workbench)
     _memory(app, workbench)
+    _views(app)
     _page(app)
     install_chat(app, workbench)  # /v1 (original, current) and the Chat view's /api
     return app
@@ -234,6 +241,16 @@ def _memory(app: FastAPI, workbench: Workbench) -> None:
             raise MindsetError(f"k {k}: ask for 1 to 100 entries per store")
         with workbench.lock:
             return {"text": text, "stores": memory.search(workbench.current, text, k)}
+
+
+def _views(app: FastAPI) -> None:
+    """The diff view, the activation overlay and the map view, each an APIRouter of its own module."""
+    from mindset.ui import activations, diff, mapview
+
+    app.include_router(diff.router)
+    app.include_router(activations.router)
+    mapview.register(app.state.jobs)
+    app.include_router(mapview.router)
 
 
 def _page(app: FastAPI) -> None:

@@ -101,6 +101,11 @@ class Jobs:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self.importance: dict[str, Any] | None = None  # the latest map, with the model version it was made on
+        self._extra: dict[str, tuple] = {}  # kind -> (parse(params), work(job, base, version, parsed)), from register
+
+    def register(self, kind: str, parse, work) -> None:
+        """Add a job kind another module defines (the map view's map job): parse checks its parameters, work runs it."""
+        self._extra[kind] = (parse, work)
 
     def list(self) -> list[dict[str, Any]]:
         return [j.summary() for j in self._jobs.values()]
@@ -111,10 +116,13 @@ class Jobs:
         return self._jobs[job_id]
 
     def start(self, kind: str, params: dict[str, Any] | None = None) -> Job:
-        if kind not in KINDS:
-            raise MindsetError(f"unknown job kind {kind!r}; choose one of {', '.join(KINDS)}")
+        if kind not in (*KINDS, *self._extra):
+            raise MindsetError(f"unknown job kind {kind!r}; choose one of {', '.join((*KINDS, *self._extra))}")
         params = dict(params or {})
-        parsed = ops.parse_params("distill", params) if kind == "heal" else _importance_params(params)
+        if kind in self._extra:
+            parsed = self._extra[kind][0](params)
+        else:
+            parsed = ops.parse_params("distill", params) if kind == "heal" else _importance_params(params)
         with self._lock:
             running = [j for j in self._jobs.values() if j.kind == kind and j.state == "running"]
             if running:
@@ -123,7 +131,7 @@ class Jobs:
             self._jobs[job.id] = job
         with self.workbench.lock:
             base, version = self.workbench.current, self.workbench.version
-        work = self._heal if kind == "heal" else self._importance
+        work = self._extra[kind][1] if kind in self._extra else self._heal if kind == "heal" else self._importance
         threading.Thread(target=self._run, args=(job, work, base, version, parsed), daemon=True, name=f"mindset-job-{job.id}").start()
         return job
 

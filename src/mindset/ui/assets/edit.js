@@ -1,5 +1,7 @@
 // The Edit view: the edits that apply to the selection (from GET /api/ops, the EDITS table), a form for the
 // chosen one prefilled from the selection, apply, then the quick measurement and the token diff.
+import { CanaryTable, measureCanaries } from './canaries.js';
+
 const { html, useState, useEffect } = window.UiVendor;
 
 // Which edits a selection offers, and the parameters it fills in.
@@ -65,7 +67,8 @@ function TokenDiff({ next }) {
 }
 
 export function Measurement({ m, ppl, measure, busy }) {
-  const button = html`<button id="measure" onClick=${measure} disabled=${busy}>Measure perplexity</button>`;
+  const button = html`<button id="measure" onClick=${measure} disabled=${busy}>Measure perplexity</button>
+    <button id="measure-canaries" onClick=${() => measureCanaries(measure)} disabled=${busy}>Canary deltas</button>`;
   if (!m) return html`<div class="measurement">${button}<p class="hint">Apply an edit to see what it did to the function.</p></div>`;
   return html`<div class="measurement" id="measurement">${button}
     <p class="kl">KL(original ‖ current) <b id="kl-value">${m.kl.mean.toExponential(2)}</b> nats/token
@@ -74,6 +77,7 @@ export function Measurement({ m, ppl, measure, busy }) {
     <${TokenDiff} next=${m.next_token} />
     ${ppl ? html`<p class="ppl" id="ppl">perplexity (${ppl.max_tokens} tokens of the valid text): original <b>${ppl.original.perplexity.toFixed(3)}</b>,
       current <b id="ppl-current">${ppl.current.perplexity.toFixed(3)}</b> (${ppl.delta >= 0 ? '+' : ''}${ppl.delta.toFixed(3)})</p>` : null}
+    ${m.canaries ? html`<${CanaryTable} c=${m.canaries} />` : null}
   </div>`;
 }
 

@@ -6,6 +6,8 @@ import { EditPanel, Measurement } from './edit.js';
 import { HealPanel } from './heal.js';
 import { MemoryPanel } from './memory.js';
 import { OverlayBar, overlayValues } from './overlay.js';
+import { DiffPanel } from './diff.js';
+import { MapPanel } from './mapview.js';
 
 const { html, render, useState, useEffect } = window.UiVendor;
 const status = (window.mindsetUi = { ready: false, readyMs: null, errors: [], busy: false, version: null });
@@ -86,9 +88,9 @@ function App() {
   };
   const undo = () => run(() => api('api/undo', {}));
   const redo = () => run(() => api('api/redo', {}));
-  const measure = async () => {
+  const measure = async (extra) => { // extra: more of the request (the canary deltas), not a click event
     setBusy(true); status.busy = true;
-    try { const m = await api('api/measure', { max_tokens: 256, context: 128 }); setMeasurement(m); setPpl(m.perplexity); }
+    try { const m = await api('api/measure', { max_tokens: 256, context: 128, ...(extra && !(extra instanceof Event) ? extra : {}) }); setMeasurement(m); if (m.perplexity) setPpl(m.perplexity); }
     catch (err) { setError(err.message); } finally { setBusy(false); status.busy = false; }
   };
 
@@ -99,7 +101,7 @@ function App() {
     <${ArchitectureRows} model=${model} selection=${selection} select=${setSelection} compact=${view !== 'architecture'} paint=${paint} />`;
   return html`<div class="page">
     <header><h1>mindset <span id="title">${model.name}</span></h1>
-      <nav>${['architecture', 'edit', 'heal', 'memory', 'chat'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
+      <nav>${['architecture', 'edit', 'heal', 'memory', 'chat', 'diff', 'map'].map((v) => html`<button id=${'tab-' + v} class=${view === v ? 'on' : ''} onClick=${() => setView(v)}>${v[0].toUpperCase() + v.slice(1)}</button>`)}</nav>
       <span class="totals" id="totals">${model.layers.length} layers · ${fmt(model.params)} parameters · ${model.dtype}</span>
       ${busy ? html`<span class="busy" id="busy">working…</span>` : null}</header>
     ${error ? html`<p class="error" id="error">${error}</p>` : null}
@@ -112,6 +114,10 @@ function App() {
         : view === 'memory'
         ? html`<${MemoryPanel} model=${model} apply=${apply} busy=${busy} setError=${setError} />
             <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />`
+        : view === 'diff'
+        ? html`<${DiffPanel} model=${model} setError=${setError} />`
+        : view === 'map'
+        ? html`<${MapPanel} model=${model} setError=${setError} />`
         : view === 'heal'
         ? html`<${HealPanel} history=${history} refresh=${refresh} setError=${setError} />
             <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />

@@ -1,13 +1,14 @@
 // Overlays of the Architecture view: numbers per head and per FFN painted onto their cells, with a legend.
 // importance: a circuits map run as a job (drop in gold log-prob when ablated; red: needed, blue: better without);
 // gates: head gate values g in (0, 2) (red: amplified, blue: closing); change: relative weight change
-// ‖W − W_orig‖ / ‖W_orig‖ per attention and FFN against the original.
+// ‖W − W_orig‖ / ‖W_orig‖ per attention and FFN against the original; activations: output norms on a prompt.
+import { ActivationControls, activationLegend } from './activations.js';
 import { api } from './api.js';
 import { useJob } from './jobs.js';
 
 const { html, useEffect } = window.UiVendor;
 
-export const OVERLAYS = ['none', 'importance', 'gates', 'change'];
+export const OVERLAYS = ['none', 'importance', 'gates', 'change', 'activations'];
 
 // {heads: {"L0.H1": t}, ffn: {"L0": t}, lo, hi, label} with t in [-1, 1] for the colour, from /api/overlays.
 export function overlayValues(kind, data) {
@@ -17,6 +18,7 @@ export function overlayValues(kind, data) {
   if (kind === 'importance' && data.importance) entries = Object.entries(data.importance.scores);
   if (kind === 'gates') entries = Object.entries(data.gates).map(([k, g]) => [k, g - 1]);
   if (kind === 'change') entries = Object.entries(data.weight_change.modules || {});
+  if (kind === 'activations' && data.activations) entries = Object.entries(data.activations.values);
   if (!entries.length) return { heads, ffn, raw, scale: 0, kind };
   // heads and FFNs each get their own scale: one FFN can be worth far more than any single head
   const largest = (mlp) => Math.max(1e-12, ...entries.filter(([n]) => n.endsWith('.mlp') === mlp).map(([, v]) => Math.abs(v)));
@@ -47,10 +49,11 @@ const LEGEND = {
   importance: (s) => ['blue: the suite does better without it', `red: ablating it costs up to ${s.head.toPrecision(3)} (a head) / ${s.mlp.toPrecision(3)} (an FFN) nats/doc`],
   gates: () => ['blue: g → 0 (closing)', 'red: g → 2 (amplified); white: g = 1'],
   change: (s) => ['white: unchanged', `red: changed by up to ${(100 * s.head).toPrecision(3)}% (attention) / ${(100 * s.mlp).toPrecision(3)}% (FFN), relative Frobenius norm`],
+  activations: activationLegend,
 };
 
 export function OverlayBar({ model, overlay, setOverlay, data, setData, setError }) {
-  const load = () => api('api/overlays').then((d) => setData(d)).catch((e) => setError(e.message));
+  const load = () => api('api/overlays').then((d) => setData((old) => ({ ...(old || {}), ...d }))).catch((e) => setError(e.message));
   useEffect(() => { if (overlay !== 'none') load(); }, [overlay, model.version]);
   const { events, start, cancel, running } = useJob(load, setError);
   const values = overlayValues(overlay, data);
@@ -63,9 +66,10 @@ export function OverlayBar({ model, overlay, setOverlay, data, setData, setError
         onClick=${() => start('importance', { granularity: ['head', 'mlp'], limit: 8, estimate: 'attribution' })}>
         ${running ? `mapping… ${progress ? progress.step + '/' + progress.total + ' passes' : ''}` : 'Run importance map (capitals, 8 docs)'}</button>
       ${running ? html`<button class="action" id="importance-cancel" onClick=${cancel}>cancel</button>` : null}` : null}
+    ${overlay === 'activations' ? html`<${ActivationControls} model=${model} data=${data} setData=${setData} setError=${setError} />` : null}
     ${overlay === 'importance' && data && !data.importance && data.importance_stale ? html`<span class="hint">the last map was made before the latest edit; run it again</span>` : null}
     ${overlay === 'change' && data && !data.weight_change.comparable ? html`<span class="hint">${data.weight_change.reason}</span>` : null}
     ${values && !empty && LEGEND[overlay] ? html`<span class="legend" id="legend">${LEGEND[overlay](values.scale).map((t, i) => html`<span class=${'key k' + i}>${t}</span>`)}</span>` : null}
-    ${empty && overlay !== 'change' ? html`<span class="hint">${overlay === 'gates' ? 'no head gates in this model (Edit → head_gates adds them)' : 'no map yet for this model'}</span>` : null}
+    ${empty && overlay !== 'change' && overlay !== 'activations' ? html`<span class="hint">${overlay === 'gates' ? 'no head gates in this model (Edit → head_gates adds them)' : 'no map yet for this model'}</span>` : null}
   </div>`;
 }
