@@ -1,15 +1,22 @@
 """Int8 weights: single-stream decode speed of SmolLM2-135M in mindset against llama.cpp's Q8_0.
 
-    python benchmarks/int8_speed.py [--reps 3] [--new-tokens 64] [--threads 2] [--no-accuracy] [--tag TAG]
+    python benchmarks/int8_speed.py [--reps 3] [--new-tokens 64] [--threads 2] [--no-accuracy] [--clock wall|cpu] [--tag TAG]
 
 Rows, all greedy, one stream, `--new-tokens` new tokens after a chat prompt, `--threads` threads:
 - mindset fp32: `load(..., dtype="float32")`, what `mindset chat` runs on a CPU;
 - the old Int8Linear: attention and MLP weights int8, dequantized to fp32 at every call (the route
   circuits' quantize used before torch's kernel; head fp32);
-- int8, head fp32: torch's int8-weight kernel (`mindset.models.int8`) on attention and MLPs only;
-- `--dtype int8`: the same plus the output head int8 — what `load(spec, dtype="int8")` gives;
+- int8, head fp32: torch's int8-weight kernel (`mindset.models.int8`) on attention and MLPs only, one call
+  per projection;
+- `--dtype int8`, unfused: the same plus the output head int8, one kernel call per projection (what
+  `--dtype int8` was before q/k/v and gate/up were fused);
+- `--dtype int8`: what `load(spec, dtype="int8")` gives: the same weights, q/k/v and gate/up in one kernel
+  call each (bitwise the same numbers as the unfused row);
 - llama.cpp: `llama-bench -p 0 -n N -t T` (tg) on mindset's own q8_0 and f32 GGUF exports of the model.
 Decode tokens/s = (new tokens - 1) / the time after the first token (prefill excluded, like llama-bench's tg).
+`--clock cpu` times mindset's rows by this thread's CPU time instead of the wall clock: with `--threads 1`
+that is the work one decode step costs, a steadier figure on a loaded machine (waiting for the CPU is not
+counted); llama-bench's rows stay wall-clock, so the ratios against llama.cpp mean nothing then.
 Runs interleave (every variant and both llama-bench runs once per repetition) so that load from other
 processes falls on all alike; the table shows medians and the medians of per-repetition ratios.
 
@@ -52,18 +59,19 @@ def variants() -> dict:
 
     fp32 = load(MODEL, device="cpu", dtype="float32")
 
-    def copy_with(head: bool, kernel: bool):
-        return type(fp32)(quantize_int8(copy.deepcopy(fp32.model), head=head, kernel=kernel), fp32.tokenizer, fp32.source)
+    def copy_with(head: bool, kernel: bool, fuse: bool = False):
+        return type(fp32)(quantize_int8(copy.deepcopy(fp32.model), head=head, kernel=kernel, fuse=fuse), fp32.tokenizer, fp32.source)
 
     return {
         "mindset fp32": fp32,
         "old Int8Linear (dequantize per call)": copy_with(head=False, kernel=False),
         "int8 kernel, head fp32": copy_with(head=False, kernel=True),
-        "--dtype int8 (kernel, head int8)": load(MODEL, device="cpu", dtype="int8"),
+        "--dtype int8 unfused (kernel, head int8)": copy_with(head=True, kernel=True),
+        "--dtype int8 (kernel, head int8, fused qkv + gate/up)": load(MODEL, device="cpu", dtype="int8"),
     }
 
 
-def decode_speed(loaded, prompt_ids: list[int], new_tokens: int) -> float:
+def decode_speed(loaded, prompt_ids: list[int], new_tokens: int, clock=time.perf_counter) -> float:
     """Tokens/s after the first new token; no stop ids, so every run decodes exactly `new_tokens`."""
     from contextlib import closing
 
@@ -73,9 +81,9 @@ def decode_speed(loaded, prompt_ids: list[int], new_tokens: int) -> float:
     params = SamplingParams(temperature=0.0, max_new_tokens=new_tokens)
     with closing(stream_tokens(loaded.model, prompt_ids, params, (), new_tokens)) as stream:
         next(stream)
-        start = time.perf_counter()
+        start = clock()
         count = sum(1 for _ in stream)
-    return count / (time.perf_counter() - start)
+    return count / (clock() - start)
 
 
 def llama_bench(binary: Path, gguf: Path, new_tokens: int, threads: int) -> float:
@@ -129,7 +137,7 @@ def export_peers(loaded, folder: Path) -> dict[str, Path]:
     }
 
 
-def measure(models: dict, peers: dict[str, Path], binary: Path, reps: int, new_tokens: int, threads: int) -> dict[str, list[float]]:
+def measure(models: dict, peers: dict[str, Path], binary: Path, reps: int, new_tokens: int, threads: int, clock=time.perf_counter) -> dict[str, list[float]]:
     """tokens/s per row and repetition, mindset variants and llama-bench runs interleaved."""
     from mindset.chat.generation import encode_prompt
 
@@ -139,7 +147,7 @@ def measure(models: dict, peers: dict[str, Path], binary: Path, reps: int, new_t
     speeds: dict[str, list[float]] = {name: [] for name in [*models, *peers]}
     for rep in range(reps):
         for name, loaded in models.items():
-            speeds[name].append(decode_speed(loaded, ids, new_tokens))
+            speeds[name].append(decode_speed(loaded, ids, new_tokens, clock))
         for name, gguf in peers.items():
             speeds[name].append(llama_bench(binary, gguf, new_tokens, threads))
         print(f"repetition {rep + 1}/{reps}: " + ", ".join(f"{k}: {v[-1]:.1f}" for k, v in speeds.items()), flush=True)
@@ -166,6 +174,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True, help="also compare greedy text and log-probs with fp32")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: time mindset's rows by this thread's CPU time (use with --threads 1)")
     parser.add_argument("--tag", default="", help="write int8_speed.TAG.json instead of int8_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,14 +185,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         peers = export_peers(models["mindset fp32"], Path(tmp))
         sizes = {name: weight_bytes(loaded.model) for name, loaded in models.items()} | {name: path.stat().st_size for name, path in peers.items()}
-        speeds = measure(models, peers, binary, args.reps, args.new_tokens, args.threads)
+        clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+        speeds = measure(models, peers, binary, args.reps, args.new_tokens, args.threads, clock)
     quality = accuracy(models, args.new_tokens) if args.accuracy else {}
     q8_name = next(name for name in peers if "Q8_0" in name)
     headers = ["variant", "decode tok/s", "vs mindset fp32", "vs llama.cpp Q8_0", "weights MiB", "greedy = fp32", "max |Δ log p|"]
-    title = f"SmolLM2-135M single-stream greedy decode, {args.new_tokens} new tokens, {args.threads} threads (medians of {args.reps}; measured under load)"
+    timing = "mindset rows by thread CPU time, llama.cpp by wall clock" if args.clock == "cpu" else "wall clock"
+    title = f"SmolLM2-135M single-stream greedy decode, {args.new_tokens} new tokens, {args.threads} threads, {timing} (medians of {args.reps})"
     publish(str(Path(__file__).with_suffix(f".{args.tag}.py" if args.tag else ".py")), title, headers, table(speeds, quality, sizes, q8_name), {
         "args": vars(args), "speeds": speeds, "quality": quality, "weight_bytes": sizes, "prompts": PROMPTS,
-        "note": "measured on 2 cores shared with other processes; runs interleaved so load falls on all rows alike",
+        "note": "runs interleaved so that load from other processes falls on all rows alike",
     })  # fmt: skip
 
 

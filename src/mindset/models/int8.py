@@ -15,6 +15,12 @@ dequantizes the weight and runs a float matmul (exact to the rounded weight, no 
 The scale is rounded to bf16 before the weights are rounded against it, so both paths apply the same
 int8 weight times the same scale: the kernel adds only the activation and output rounding.
 
+Projections that read the same input are fused: q, k and v of an attention block, gate and up of a gated
+MLP. Their int8 rows are concatenated into one matrix and the members' weights become views of its row
+ranges, so the first member called runs one kernel call for all of them (one activation read, one bf16
+cast) and the others take their slice of that output. Each output row is the same dot product over the
+same int8 row and scale either way, so fusing changes no number (tests check bitwise equality).
+
 Int8 models are for inference: they do not train, take surgery, or save (load the float model for that).
 """
 
@@ -77,15 +83,75 @@ class Int8WeightLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_kernel(x):
             return F.linear(x, self.dequantized_weight(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        if not rows.is_contiguous() or rows.data_ptr() % _ALIGN:
-            rows = rows.clone(memory_format=torch.contiguous_format)
-        y = torch._weight_int8pack_mm(rows, self.weight_int8, self.scale_bf16).to(x.dtype).view(*x.shape[:-1], self.out_features)
+        fused = self.__dict__.get("fused")  # (Fusion, this layer's rows in it)
+        y = fused[0].output(fused[1], x) if fused is not None else kernel_matmul(x, self.weight_int8, self.scale_bf16)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
         route = "torch int8 kernel, bf16 activations" if self.kernel else "dequantized float matmul"
+        route += ", fused with the projections reading its input" if "fused" in self.__dict__ else ""
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only ({route})"
+
+
+def kernel_matmul(x: torch.Tensor, weight_int8: torch.Tensor, scale_bf16: torch.Tensor) -> torch.Tensor:
+    """x (..., K) times the int8 weight (N, K) and its bf16 scales through torch's kernel, in x's dtype."""
+    rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+    if not rows.is_contiguous() or rows.data_ptr() % _ALIGN:
+        rows = rows.clone(memory_format=torch.contiguous_format)
+    return torch._weight_int8pack_mm(rows, weight_int8, scale_bf16).to(x.dtype).view(*x.shape[:-1], weight_int8.shape[0])
+
+
+class Fusion:
+    """Several Int8WeightLinear layers that read the same input, as one kernel call.
+
+    Holds the concatenated int8 rows and scales; each member's weight_int8 and scale become views of its
+    row range (no second copy). A member called with a tensor the group has not seen computes every
+    member's output at once and keeps it until each member has taken its slice; a member called with the
+    input just computed takes its slice. The group is a plain object, not a module, so nothing counts or
+    saves its tensors twice.
+    """
+
+    def __init__(self, members: list[Int8WeightLinear]):
+        self.weight_int8 = torch.cat([m.weight_int8 for m in members]).contiguous()
+        scale = torch.cat([m.scale for m in members])
+        self.scale_bf16 = scale.to(torch.bfloat16)
+        self.starts: list[int] = []
+        start = 0
+        for m in members:
+            rows = slice(start, start + m.out_features)
+            m.weight_int8, m.scale, m.scale_bf16 = self.weight_int8[rows], scale[rows], self.scale_bf16[rows]
+            m.__dict__["fused"] = (self, rows)  # a plain attribute, not a submodule
+            self.starts.append(start)
+            start = rows.stop
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+        self._waiting: set[int] = set()
+
+    def output(self, rows: slice, x: torch.Tensor) -> torch.Tensor:
+        """A member's output for x (before its bias): its `rows` of the fused product."""
+        if x is not self._input:
+            self._input, self._output = x, kernel_matmul(x, self.weight_int8, self.scale_bf16)
+            self._waiting = set(self.starts)
+        y = self._output[..., rows]
+        self._waiting.discard(rows.start)
+        if not self._waiting:  # every member has its slice: drop the references to x and the product
+            self._input = self._output = None
+        return y
+
+
+def fusion_groups(model: nn.Module) -> list[list[str]]:
+    """Module paths of the projections that read the same input, per block: [q, k, v] where the attention has
+    separate ones, [gate, up] where the MLP is gated. Read from the float model's anatomy (before quantizing)."""
+    from mindset.models.anatomy import blocks
+
+    path_of = {id(module): name for name, module in model.named_modules()}
+    groups = []
+    for block in blocks(model):
+        attention, ffn = block.attention, block.ffn
+        for members in ([attention.q, attention.k, attention.v], [ffn.gate, ffn.up] if ffn.layout == "gated" else []):
+            if len(members) > 1 and all(m is not None and type(m) is nn.Linear for m in members):
+                groups.append([path_of[id(m)] for m in members])
+    return groups
 
 
 def _weight_and_bias(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,12 +178,16 @@ def int8_targets(model: nn.Module, *, head: bool = True) -> list[str]:
     return names
 
 
-def quantize_int8(model: nn.Module, *, head: bool = True, kernel: bool = True) -> nn.Module:
-    """Replace `int8_targets(model)` in place by Int8WeightLinear layers; returns the model, marked int8."""
+def quantize_int8(model: nn.Module, *, head: bool = True, kernel: bool = True, fuse: bool = True) -> nn.Module:
+    """Replace `int8_targets(model)` in place by Int8WeightLinear layers; returns the model, marked int8.
+    fuse (with kernel): projections that read the same input share one kernel call (`Fusion`)."""
+    groups = fusion_groups(model) if fuse and kernel else []
     for name in int8_targets(model, head=head):
         parent, _, child = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
         setattr(owner, child, Int8WeightLinear(getattr(owner, child), kernel=kernel))
+    for paths in groups:
+        Fusion([model.get_submodule(path) for path in paths])
     model.mindset_int8 = True
     return model
 
