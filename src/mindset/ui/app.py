@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.errors import MindsetError
+from mindset.ui.agentdb import router as agent_router
 from mindset.ui.architecture import architecture_json
 from mindset.ui.measure import PROBES, PROMPT, Measurer
 from mindset.ui.security import guard, new_token
@@ -156,6 +157,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
 
     _jobs(app, workbench)
     _memory(app, workbench)
+    app.include_router(agent_router(workbench))  # /api/agent: mindset chat's database (--agent-memory), ui/agentdb.py
     _page(app)
     return app
 
