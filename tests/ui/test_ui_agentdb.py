@@ -3,30 +3,17 @@ sorted, recall scores, edit and delete written through mindset.agent (seen by a 
 and the error paths (no database, a foreign or missing file, a bad sort, an unknown id)."""
 
 import sqlite3
-import time
 
 import pytest
+from agent_helpers import FACTS, write_agent_folder
 from ui_helpers import TOKEN, client_for
 
 from mindset.errors import MindsetError
 
-FACTS = ["My sister is called Ana.", "I live in Lisbon near the river.", "My cat is a grey tabby named Tom.",
-         "I play the cello in an orchestra.", "I am allergic to peanuts."]
-
 
 @pytest.fixture
 def folder(tiny_llama, tmp_path):
-    """An agent folder written by a chat on tiny-llama: five memories with importance 2, 4, 6, 8, 10, the
-    first accessed most recently, the last created last."""
-    from mindset.agent import Agent
-
-    agent = Agent(tiny_llama, tmp_path / "chat", reload=0)
-    ids = [agent.remember(text) for text in FACTS]
-    for i, memory_id in enumerate(ids):
-        agent.edit(memory_id, importance=2 * (i + 1))
-    agent.db.touch([ids[0]], time.time() + 60)
-    agent.close()
-    return tmp_path / "chat"
+    return write_agent_folder(tiny_llama, tmp_path / "chat")
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def texts(page) -> list[str]:
 
 def test_memories_are_paged_and_sorted_by_importance_recency_and_creation(agent_api):
     summary = agent_api.get("/api/agent").json()
-    assert summary["memories"] == 5 and summary["path"].endswith("memory.sqlite") and "tiny-llama" in summary["embedder"]
+    assert summary["enabled"] and summary["memories"] == 5 and summary["path"].endswith("memory.sqlite") and "tiny-llama" in summary["embedder"]
     by_importance = agent_api.get("/api/agent/memories", params={"sort": "importance"}).json()
     assert [m["importance"] for m in by_importance["memories"]] == [10, 8, 6, 4, 2] and by_importance["total"] == 5
     assert texts(agent_api.get("/api/agent/memories", params={"sort": "recency"}).json())[0] == FACTS[0]
@@ -110,6 +97,7 @@ def test_bad_requests_are_400_404_or_422(agent_api):
 
 
 def test_without_agent_memory_the_routes_are_404(api):
+    assert api.get("/api/agent").json()["enabled"] is False
     answer = api.get("/api/agent/memories")
     assert answer.status_code == 404 and "--agent-memory" in answer.json()["detail"]
     assert client_for(api.app.state.workbench, TOKEN, auth=False).get("/api/agent").status_code == 403

@@ -9,7 +9,8 @@ same folder sees the change (SQLite WAL, as two chats share a folder). The embed
 embedder that wrote the database: all-MiniLM-L6-v2 when the database says so, else the loaded model's
 original (unedited) hidden states; a database embedded by another model is a one-line error at start.
 
-`mindset ui` sets `workbench.agent_memory` to an AgentMemoryView; without one, /api/agent answers 404.
+`mindset ui` sets `workbench.agent_memory` to an AgentMemoryView; without one, GET /api/agent answers
+{"enabled": false} and the other routes 404.
 """
 
 from __future__ import annotations
@@ -136,9 +137,11 @@ def router(workbench) -> APIRouter:
             raise HTTPException(404, "no agent database: start mindset ui with --agent-memory DIR (a `mindset chat --memory` folder)")
         return found
 
-    @api.get("", summary="The agent database: its file, counts, embedder and recall weights")
+    @api.get("", summary="The agent database: its file, counts, embedder and recall weights ({enabled: false} without one)")
     def get_summary() -> dict:
-        return view().summary()
+        if getattr(workbench, "agent_memory", None) is None:  # 200, not 404: the page asks every time, and a 404 is a console error
+            return {"enabled": False, "hint": "start mindset ui with --agent-memory DIR (a `mindset chat --memory` folder)"}
+        return {"enabled": True, **view().summary()}
 
     @api.get("/memories", summary="One page of the agent's memories, sorted by importance, recency (last access) or creation")
     def get_memories(offset: int = 0, limit: int = 20, sort: str = "created", descending: bool = True) -> dict:

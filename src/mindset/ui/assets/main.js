@@ -4,6 +4,7 @@ import { ArchitectureRows, Details, fmt } from './architecture.js';
 import { EditPanel, Measurement } from './edit.js';
 import { HealPanel } from './heal.js';
 import { MemoryPanel } from './memory.js';
+import { AgentMemoryPanel } from './agentmemory.js';
 import { OverlayBar, overlayValues } from './overlay.js';
 
 const { html, render, useState, useEffect } = window.UiVendor;
@@ -108,6 +109,7 @@ function App() {
         ? html`<${Details} model=${model} selection=${selection} />`
         : view === 'memory'
         ? html`<${MemoryPanel} model=${model} apply=${apply} busy=${busy} setError=${setError} />
+            <${AgentMemoryPanel} setError=${setError} />
             <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />`
         : view === 'heal'
         ? html`<${HealPanel} history=${history} refresh=${refresh} setError=${setError} />
