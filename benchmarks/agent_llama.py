@@ -5,6 +5,8 @@ It is the same model (SmolLM2-135M here) through another server and a q8_0 quant
 none is reachable on this machine. The server is not built here (benchmarks/llamacpp.py builds it in ~30 min);
 when its binary is missing, `llama_backend` returns None and the caller skips the column, saying so.
 The server applies the GGUF's own chat template (jinja, from the export) to the agent's messages.
+--no-repack: on this machine's Xeon the repacked q8_0 weights run AMX kernels (tinygemm_kernel_amx) that
+trap with an invalid opcode (the kernel does not grant AMX here); without repacking the plain q8_0 kernels run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def llama_backend(spec: str, threads: int = 2, context: int = 2048):
         gguf = Path(export_gguf(load(spec, device="cpu", dtype="float32"), Path(tmp) / f"model-{PRECISION}.gguf", PRECISION, modelfile=False)["gguf"])
         port = free_port()
         command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads), "-tb", str(threads),
-                   "-np", "1", "-c", str(context), "--no-warmup", "--jinja"]
+                   "-np", "1", "-c", str(context), "--no-warmup", "--jinja", "--no-repack"]
         with tempfile.TemporaryFile(mode="w+") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
             try:

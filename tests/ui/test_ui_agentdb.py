@@ -49,7 +49,7 @@ def test_recall_scores_do_not_refresh_recency(agent_api, folder):
     found = agent_api.get("/api/agent/recall", params={"query": "My cat is a grey tabby named Tom.", "k": 3}).json()["memories"]
     assert found[0]["text"] == FACTS[2] and len(found) == 3
     assert [m["score"] for m in found] == sorted((m["score"] for m in found), reverse=True)
-    assert {"relevance", "recency", "importance_score", "lexical", "cosine"} <= set(found[0])
+    assert {"relevance", "recency_score", "importance_score", "lexical", "cosine"} <= set(found[0])
     assert {m.id: m.last_accessed for m in MemoryDB(folder).memories()} == before
 
 

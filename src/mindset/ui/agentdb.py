@@ -92,7 +92,7 @@ class AgentMemoryView:
         with self.lock:
             found = self.agent.recall(query, k, touch=False)
             now = time.time()
-            return {"query": query, "memories": [{**self._row(m, now), "score": r.score, "relevance": r.relevance, "recency": r.recency,
+            return {"query": query, "memories": [{**self._row(m, now), "score": r.score, "relevance": r.relevance, "recency_score": r.recency,
                                                   "importance_score": r.importance, "lexical": r.lexical, "cosine": r.cosine}
                                                  for r, m in found]}
 

@@ -17,7 +17,7 @@ function Row({ m, busy, save, remove, scores }) {
     <td><textarea class="agent-text" rows="2" value=${text} onInput=${(e) => setText(e.target.value)}></textarea></td>
     <td><input class="agent-importance" type="number" min="1" max="10" value=${importance} onInput=${(e) => setImportance(e.target.value)} /></td>
     <td>${m.recency.toFixed(3)}</td><td><small>${day(m.created)}</small></td>
-    ${scores ? html`<td class="agent-score">${m.score.toFixed(3)} <small>rel ${m.relevance.toFixed(2)} · rec ${m.recency.toFixed(2)} · imp ${m.importance_score.toFixed(2)} · bm25 ${m.lexical.toFixed(2)}</small></td>` : null}
+    ${scores ? html`<td class="agent-score">${m.score.toFixed(3)} <small>rel ${m.relevance.toFixed(2)} · rec ${m.recency_score.toFixed(2)} · imp ${m.importance_score.toFixed(2)} · bm25 ${m.lexical.toFixed(2)}</small></td>` : null}
     <td><button class="agent-save" data-id=${m.id} disabled=${busy || !changed || !text.trim()}
           onClick=${() => save(m.id, { ...(text !== m.text ? { text } : {}), ...(+importance !== m.importance ? { importance: +importance } : {}) })}>save</button>
       <button class="agent-delete" data-id=${m.id} disabled=${busy} onClick=${() => remove(m.id)}>delete</button></td></tr>`;
