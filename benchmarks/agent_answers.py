@@ -111,6 +111,8 @@ def answers(spec: str, embed_model: str | None = None, layouts=None, backend_url
 
         def tick(line: str) -> None:
             progress.update(task, advance=1, description=line[:70])
+            if not progress.console.is_terminal:  # a log file gets one line per answer instead of the bar
+                print(f"[{int(progress.tasks[0].completed)}/{int(progress.tasks[0].total)} {time.perf_counter() - start:.0f} s] {line}", flush=True)
 
         def record(part: str, name: str, rows: list[dict]) -> None:
             found["rows"][part][name] = rows
