@@ -2,7 +2,8 @@
 in the top 3 for at least 90% of the 20 facts' questions; answers with memory beat answers without.
 
     python benchmarks/agent_recall.py [--sizes 10000,100000] [--width 576] [--queries 20]
-    python benchmarks/agent_recall.py --skip-latency --answers smollm2-135m [--embed-model all-minilm-l6-v2]
+    python benchmarks/agent_recall.py --skip-latency --answers smollm2-135m [--embed-model all-minilm-l6-v2] [--layouts system,user]
+    python benchmarks/agent_recall.py --skip-latency --answers smollm2-135m --answers-backend llama-server  # + the backend column
     python benchmarks/agent_recall.py --skip-latency --variants smollm2-135m
 
 Latency: for each size, a fresh memory database is filled with random memories of SmolLM2's width (576,
@@ -12,7 +13,10 @@ model's cost is not recall's) opens it, and each query runs the reply's whole re
 the exact scan of every embedding, and faiss candidates (agent.ann, the default from ANN_THRESHOLD
 memories on), with how often its top-3 equals the exact one. The load average is recorded: the machine is shared.
 
---answers (agent_answers.py): answer accuracy with and without memory and the top-1/3/5 retrieval columns.
+--answers (agent_answers.py): answer accuracy with and without memory and the top-1/3/5 retrieval columns,
+the prompt layout chosen on the tuning person. --answers-backend llama-server (agent_llama.py) asks the
+same questions once more through Agent's backend path, llama-server on MODEL's q8_0 GGUF (agent_answers.backend.json);
+--answers-backend URL uses any OpenAI-compatible server instead.
 --variants (agent_variants.py): embedders x BM25 weight, picked on TUNING_FACTS, reported on FACTS.
 """
 
@@ -125,6 +129,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--answers", default=None, metavar="MODEL", help="also ask the 20 facts' questions to MODEL, with memory and without")
     parser.add_argument("--embed-model", default=None, help="with --answers: the embedder (default: MODEL's hidden states)")
+    parser.add_argument("--layouts", default=None, help="with --answers: the prompt layouts to choose from (default: all of agent.layout.LAYOUTS)")
+    parser.add_argument("--answers-backend", default=None, metavar="llama-server|URL",
+                        help="with --answers: also answer through this OpenAI-compatible backend; llama-server starts it on MODEL's q8_0 GGUF")
+    parser.add_argument("--local", action=argparse.BooleanOptionalAction, default=True, help="with --answers-backend: also the local answers")
     parser.add_argument("--variants", default=None, metavar="MODEL", help="also compare embedders and BM25 weights on the tuning and test facts")
     parser.add_argument("--skip-latency", action="store_true", help="only --answers / --variants")
     parser.add_argument("--dtypes", default="float32", help="how the index holds the embeddings (float32 is the default)")
@@ -147,14 +155,37 @@ def main() -> None:
                 {"goal_ms": GOAL_MS, "load_average": os.getloadavg(), "results": results, "args": vars(args)})
     print(json.dumps(results))
     if args.answers:
-        from agent_answers import answers, publish_answers
-
-        target = str(Path(__file__).with_name("agent_answers.py"))
-        publish_answers(answers(args.answers, args.embed_model, on_row=lambda part: publish_answers(part, target)), target)
+        run_answers(args)
     if args.variants:
         from agent_variants import publish_variants, variants
 
         publish_variants(variants(load(args.variants, device="cpu", dtype="float32")), str(Path(__file__).with_name("agent_variants.py")))
+
+
+def run_answers(args) -> None:
+    """The local answers (agent_answers.json), then the backend's (agent_answers.backend.json) when asked."""
+    from contextlib import nullcontext
+
+    from agent_answers import answers, publish_answers
+
+    layouts = args.layouts.split(",") if args.layouts else None
+    if args.local:
+        publish_answers(answers(args.answers, args.embed_model, layouts, on_part=lambda part: publish_answers(part, __file__)), __file__)
+    if args.answers_backend is None:
+        return
+    if args.answers_backend == "llama-server":
+        from agent_llama import llama_backend
+
+        server = llama_backend(args.answers)
+    else:
+        server = nullcontext((args.answers_backend, f"{args.answers} through {args.answers_backend}"))
+    with server as (url, label):
+        if url is None:
+            print(f"skipped the backend column: {label}", flush=True)
+            return
+        found = answers(args.answers, args.embed_model, layouts, backend_url=url, label=label,
+                        on_part=lambda part: publish_answers(part, __file__, ".backend"))
+        publish_answers(found, __file__, ".backend")
 
 
 if __name__ == "__main__":

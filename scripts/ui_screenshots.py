@@ -14,10 +14,12 @@ chat.png          original and current side by side, tokens coloured by probabil
 diff.png          the Diff view after inserting, widening, adding heads and dropping a layer
 activations.png   the activation-norm overlay on a typed prompt (heads just added write nothing)
 map.png           the Map view: the map of the current model against the original, built as a job
+agent-memory.png  the Memory view's agent database (--agent-memory): a chat's memories by importance, recall scores for a question
 
     python scripts/ui_screenshots.py --views jobs      (importance, heal, memory and chat)
     python scripts/ui_screenshots.py --views chat      (only chat.png, after its own widening and memory layer)
     python scripts/ui_screenshots.py --views views     (only diff, activations, map)
+    python scripts/ui_screenshots.py --views agent     (only agent-memory.png)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
-    parser.add_argument("--views", choices=("all", "edits", "jobs", "chat", "views"), default="all")
+    parser.add_argument("--views", choices=("all", "edits", "jobs", "chat", "views", "agent"), default="all")
     args = parser.parse_args()
 
     from mindset.map.browser import start_chromium
@@ -47,6 +49,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         bench = Workbench(loaded, Path(work) / "root")
+        if args.views in ("all", "agent"):
+            bench.agent_memory = agent_database(loaded, Path(work) / "chat")
         with serving(bench, "screenshots") as url:
             driver = start_chromium(Path(work) / "profile", window=(1400, 1000))
             try:
@@ -65,6 +69,8 @@ def main() -> None:
                     from ui_screenshot_views import diff_views
 
                     diff_views(driver, args.out, group, len(blocks(loaded.model)))
+                if args.views in ("all", "agent"):
+                    agent_view(driver, args.out)
             finally:
                 driver.quit()
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.png')))} to {args.out}")
@@ -154,6 +160,37 @@ def chat_view(driver, out: Path, prepare: bool, layers: int) -> None:
     print(f"chat: {got['tokens']} tokens from original and current, with retrieved entries, in {time.perf_counter() - started:.0f} s")
     hover_token(driver, "current", min(5, got["tokens"]["current"] - 1))
     driver.save_screenshot(str(out / "chat.png"))
+AGENT_FACTS = [("My sister is called Ana.", 6), ("I live in Lisbon, near the river.", 7), ("My cat is a grey tabby named Tom.", 5),
+               ("I am allergic to peanuts.", 9), ("I play the cello in an amateur orchestra.", 4), ("Can you tell me a joke?", 1),
+               ("My husband Marco is an architect.", 8), ("How do I boil an egg?", 2)]
+
+
+def agent_database(loaded, folder: Path):
+    """A chat's memory folder (what `mindset chat MODEL --memory DIR` writes), opened for the Memory view."""
+    from mindset.agent import Agent
+    from mindset.ui.agentdb import AgentMemoryView
+
+    agent = Agent(loaded, folder, reload=0)
+    for text, importance in AGENT_FACTS:
+        agent.edit(agent.remember(text), importance=importance)
+    agent.close()
+    return AgentMemoryView(folder, loaded)
+
+
+def agent_view(driver, out: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    from mindset.map.browser import wait_for
+
+    driver.find_element("id", "tab-memory").click()
+    wait_for(driver, "const m = window.mindsetUi.agentMemory; return m && m.total > 0", 60)
+    Select(driver.find_element("id", "agent-sort")).select_by_value("importance")
+    wait_for(driver, "const m = window.mindsetUi.agentMemory; return m && m.sort === 'importance'", 60)
+    driver.find_element("id", "agent-query").send_keys("What is my cat called?")
+    driver.find_element("id", "agent-recall").click()
+    wait_for(driver, "return document.querySelector('#agent-recalled tr.agent-memory')", 120)
+    driver.execute_script("document.getElementById('agent-memory').scrollIntoView()")
+    driver.save_screenshot(str(out / "agent-memory.png"))
 
 
 MEMORY_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. "

@@ -12,12 +12,12 @@ import numpy as np
 
 from mindset.agent.db import Memory, MemoryDB, NewMemory
 from mindset.agent.importance import heuristic_importance, model_can_rate, rate_with_model
+from mindset.agent.layout import DEFAULT_LAYOUT, check_layout, place
 from mindset.agent.recall import MemoryIndex, Recalled, RecallWeights
 from mindset.chat import ChatSession, SamplingParams, encode_prompt
 from mindset.errors import MindsetError
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-MEMORY_CHARS = 300  # a recalled memory is cut to this many characters in the prompt
 IMPORTANCE_MODES = ("auto", "model", "heuristic")
 
 
@@ -34,16 +34,18 @@ class Agent:
     ann_threshold: from this many memories on, recall's relevance candidates come from faiss (agent.ann); 0 never.
     reflect_every: reflect (agent.reflect) after this many new memories; 0 never (the default: a small
     model's reflections are mostly noise that recall would then bring back).
+    layout: where the recalled memories go in the prompt (agent.layout.LAYOUTS; measured in agent_answers.py).
     """
 
     def __init__(self, loaded, folder: str | Path, *, params: SamplingParams | None = None, system: str | None = None,
                  embed: Callable | None = None, importance: str = "auto", weights: RecallWeights | None = None, reload: int = 6,
-                 index_dtype=None, backend=None, reflect_every: int = 0, ann_threshold: int | None = None):
+                 index_dtype=None, backend=None, reflect_every: int = 0, ann_threshold: int | None = None,
+                 layout: str = DEFAULT_LAYOUT):
         if reflect_every < 0:
             raise MindsetError(f"reflect_every {reflect_every} is negative; give 0 (never) or a number of memories")
         if importance not in IMPORTANCE_MODES:
             raise MindsetError(f"importance {importance!r} is not one of {', '.join(IMPORTANCE_MODES)}")
-        self.loaded = loaded
+        self.loaded, self.layout = loaded, check_layout(layout)
         self.db = MemoryDB(folder)
         if embed is None:
             from mindset.agent.embed import resolve_embedder
@@ -84,9 +86,10 @@ class Agent:
             raise MindsetError("the message is empty")
         vector = self._embed_one(text)
         self.last_recalled = self.recall_vector(self._embed_query(text, vector), touch=True, text=text)
-        self.session.system = self._fit_system(text, self.last_recalled)
+        self.session.system, sent = self._fit_prompt(text, self.last_recalled)
         dropped_before = self.session.dropped_turns
-        result = self.session.reply(text, on_text=on_text)
+        result = self.session.reply(sent, on_text=on_text)
+        self.session.messages[-2]["content"] = text  # the history keeps the user's words, not this turn's memories
         memory = NewMemory(text, self.importance_of(text), vector)
         _, (memory_id,) = self.db.write_turn(self.conversation, [("user", text), ("assistant", result.text)], [memory], sources_from=0)
         self.index.add(memory_id, vector, time.time(), memory.importance)
@@ -158,6 +161,21 @@ class Agent:
         self._sync()
         self.index.remove(memory_id)
 
+    def edit(self, memory_id: int, *, text: str | None = None, importance: int | None = None) -> Memory:
+        """Change a memory's text (re-embedded, so recall finds it by the new words) and/or importance."""
+        if text is not None and not text.strip():
+            raise MindsetError(f"memory {memory_id}: the new text is empty; give the text, or forget the memory")
+        if importance is not None and not 1 <= importance <= 10:
+            raise MindsetError(f"importance {importance} is outside 1..10")
+        vector = self._embed_one(text) if text is not None else None
+        if not self.db.update_memory(memory_id, text=text, importance=importance, embedding=vector):
+            raise MindsetError(f"there is no memory {memory_id}; /memories lists them with their ids")
+        self._sync()
+        (memory,) = self.db.memories([memory_id])
+        self.index.remove(memory_id)
+        self.index.add(memory_id, vector if vector is not None else self.db.embedding(memory_id), memory.last_accessed, memory.importance)
+        return memory
+
     def recall(self, query: str, k: int | None = None, *, touch: bool = False) -> list[tuple[Recalled, Memory]]:
         """The k best memories for a query; `touch` refreshes their recency (a reply's recall does)."""
         return self.recall_vector(self._embed_query(query), k, touch=touch, text=query)
@@ -196,15 +214,15 @@ class Agent:
             return self._embed_one(text) if as_memory is None else as_memory
         return np.asarray(query([text]), dtype=np.float32).reshape(-1)
 
-    def _fit_system(self, text: str, recalled: list[tuple[Recalled, Memory]]) -> str:
-        """The system prompt with as many recalled memories (best first) as fit beside the message."""
+    def _fit_prompt(self, text: str, recalled: list[tuple[Recalled, Memory]]) -> tuple[str, str]:
+        """(system, user message) with as many recalled memories (best first) as fit, placed by self.layout."""
         room = min(self.session.params.max_new_tokens, 64)
         for keep in range(len(recalled), -1, -1):
-            system = memory_prompt(self.system, [m for _, m in recalled[:keep]])
-            ids = encode_prompt(self.loaded.tokenizer, [{"role": "user", "content": text}], system=system)
+            system, sent = place(self.layout, self.system, [m for _, m in recalled[:keep]], text)
+            ids = encode_prompt(self.loaded.tokenizer, [{"role": "user", "content": sent}], system=system)
             if len(ids) + room <= self.loaded.context_length:
-                return system
-        return self.system
+                return system, sent
+        return self.system, text
 
     def _reloaded(self, count: int) -> list[dict[str, str]]:
         rows = self.db.messages(latest=count) if count else []
@@ -223,11 +241,5 @@ class Agent:
 
 
 def memory_prompt(system: str, memories: list[Memory]) -> str:
-    if not memories:
-        return system
-    lines = [f"- [{format_time(m.created)}] {m.text[:MEMORY_CHARS]}" for m in memories]
-    return system + "\nWhat you remember from earlier conversations (noted on the date shown):\n" + "\n".join(lines)
-
-
-def format_time(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
+    """The "system" layout's system message (kept for callers that build it themselves)."""
+    return place("system", system, memories, "")[0]

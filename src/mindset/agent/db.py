@@ -43,6 +43,7 @@ BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's turn 
 MAX_SQL_ROWS = 200
 KINDS = ("observation", "summary", "reflection")
 ROLES = ("user", "assistant", "system")
+PAGE_ORDERS = ("id", "created", "last_accessed", "importance")  # columns MemoryDB.page sorts by
 LEXICAL_LIMIT = 200  # BM25 scores read per recall: the best matches; the others count as no match
 # English function words: they match nearly every memory and would drown BM25's signal at scale
 STOP_WORDS = frozenset("""a an and are as at be been but by can could did do does for from had has have how i i'm if in into is it its
@@ -247,6 +248,21 @@ class MemoryDB:
         with self.transaction() as conn:
             return conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,)).rowcount > 0
 
+    def update_memory(self, memory_id: int, *, text: str | None = None, importance: int | None = None,
+                      embedding: np.ndarray | None = None) -> bool:
+        """Change a memory's text (with its new embedding) and/or importance in one transaction; False when
+        there is no such memory. The FTS index follows through its triggers."""
+        sets, args = [], []
+        if text is not None:
+            sets.append("text = ?, embedding = ?")
+            args += [text, np.asarray(embedding, dtype="<f4").reshape(-1).tobytes()]
+        if importance is not None:
+            sets.append("importance = ?")
+            args.append(int(min(10, max(1, round(importance)))))
+        with self.transaction() as conn:
+            found = conn.execute(f"UPDATE memories SET {', '.join(sets) or 'id = id'} WHERE id = ?", [*args, int(memory_id)]).rowcount
+        return found > 0
+
     def touch(self, memory_ids: Sequence[int], when: float | None = None) -> float:
         """Mark memories as accessed now (recalling one refreshes its recency); returns the time written."""
         when = time.time() if when is None else when
@@ -278,6 +294,20 @@ class MemoryDB:
         else:
             rows = self.conn.execute(f"SELECT {columns} FROM memories ORDER BY created DESC, id DESC LIMIT ?", (latest or -1,)).fetchall()
         return [Memory(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7])) for r in rows]
+
+    def page(self, offset: int = 0, limit: int = 20, order: str = "created", descending: bool = True) -> list[Memory]:
+        """One page of memories ordered by a column (PAGE_ORDERS), ties by id."""
+        if order not in PAGE_ORDERS:
+            raise MindsetError(f"order {order!r}: sort memories by one of {', '.join(PAGE_ORDERS)}")
+        way = "DESC" if descending else "ASC"
+        rows = self.conn.execute(f"SELECT id FROM memories ORDER BY {order} {way}, id {way} LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return self.memories([r[0] for r in rows])
+
+    def embedding(self, memory_id: int) -> np.ndarray:
+        row = self.conn.execute("SELECT embedding FROM memories WHERE id = ?", (int(memory_id),)).fetchone()
+        if row is None:
+            raise MindsetError(f"there is no memory {memory_id}; /memories lists them with their ids")
+        return np.frombuffer(row[0], dtype="<f4").astype(np.float32)
 
     def lexical(self, text: str, limit: int = LEXICAL_LIMIT) -> tuple[np.ndarray, np.ndarray]:
         """(memory ids, BM25 scores, higher is better) of the `limit` memories sharing the most telling words

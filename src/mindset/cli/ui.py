@@ -19,6 +19,7 @@ def ui(
     root: Path = typer.Option(Path("mindset-ui"), "--root", help="the folder saves go into (nothing is written outside it); the edit history autosaves there as a recipe"),
     resume: bool = typer.Option(False, "--resume", help="replay the edit history autosaved in --root (after a crash or a closed server)"),
     snapshots: int = typer.Option(3, "--snapshots", min=1, help="model states kept for instant undo; older ones are rebuilt by replaying the history"),
+    agent_memory: Optional[Path] = typer.Option(None, "--agent-memory", help="also show this `mindset chat --memory` folder's database in the Memory view: memories, recall scores, edit, delete"),
     open_browser: bool = typer.Option(False, "--open", help="open the page in the default browser"),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -30,12 +31,19 @@ def ui(
     from mindset.ui.security import new_token
 
     sock = bind(host, port)  # before loading: a busy port is one line, not a traceback after a long load
+    if agent_memory is not None:
+        from mindset.ui.agentdb import AgentMemoryView
+
+        AgentMemoryView.check(agent_memory)  # a missing or foreign database is one line before the long load
     loaded = load_model(model, device, dtype)
     bench = Workbench(loaded, root, snapshots=snapshots)
     if resume:
         if not bench.history_path.exists():
             raise MindsetError(f"--resume: no autosaved history at {bench.history_path}; start without --resume")
         err_console.print(f"replayed {bench.replay(bench.history_path)} edit(s) from {bench.history_path}")
+    if agent_memory is not None:
+        bench.agent_memory = AgentMemoryView(agent_memory, loaded)
+        err_console.print(f"agent memory: {bench.agent_memory.path} ({bench.agent_memory.agent.db.count('memories')} memories)")
     token = token or new_token()
     app = create_app(bench, token=token)
     if not is_loopback(host):

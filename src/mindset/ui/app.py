@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from mindset.errors import MindsetError
+from mindset.ui.agentdb import router as agent_router
 from mindset.ui.architecture import architecture_json
 from mindset.ui.canaries import Canaries
 from mindset.ui.chat import install as install_chat
@@ -164,6 +165,7 @@ def create_app(workbench: Workbench, token: str | None = None) -> FastAPI:
     _jobs(app, workbench)
     _memory(app, workbench)
     _views(app)
+    app.include_router(agent_router(workbench))  # /api/agent: mindset chat's database (--agent-memory), ui/agentdb.py
     _page(app)
     install_chat(app, workbench)  # /v1 (original, current) and the Chat view's /api
     return app

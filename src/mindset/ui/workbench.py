@@ -51,6 +51,7 @@ class Workbench:
         self.lock = threading.RLock()
         self.snapshots = snapshots
         self.autosave = autosave
+        self.agent_memory = None  # mindset ui --agent-memory DIR: a ui.agentdb.AgentMemoryView (chat's database)
         self.version = 0  # bumped by every change; the page compares it to know whether to redraw
         self._steps: list[Step] = []
         self._cursor = 0  # steps[:cursor] are applied; steps[cursor:] can be redone

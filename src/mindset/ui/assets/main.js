@@ -5,6 +5,7 @@ import { ChatPanel } from './chat.js';
 import { EditPanel, Measurement } from './edit.js';
 import { HealPanel } from './heal.js';
 import { MemoryPanel } from './memory.js';
+import { AgentMemoryPanel } from './agentmemory.js';
 import { OverlayBar, overlayValues } from './overlay.js';
 import { DiffPanel } from './diff.js';
 import { MapPanel } from './mapview.js';
@@ -113,6 +114,7 @@ function App() {
         ? html`<${ChatPanel} model=${model} setError=${setError} />`
         : view === 'memory'
         ? html`<${MemoryPanel} model=${model} apply=${apply} busy=${busy} setError=${setError} />
+            <${AgentMemoryPanel} setError=${setError} />
             <${History} history=${history} undo=${undo} redo=${redo} busy=${busy} />`
         : view === 'diff'
         ? html`<${DiffPanel} model=${model} setError=${setError} />`
