@@ -113,3 +113,13 @@ def test_variants_that_change_pretraining_get_their_own_pretrained_runs(tmp_path
     assert runs[2].stage.protect.lr_scale == 0.0 and runs[0].stage.protect is None
     _, short = read_finetune_experiment(path, seeds=[0], train={"tokens": 512})
     assert short[0].stage.train.tokens == 512 and short[0].pretrain.train.tokens == 512
+
+
+def test_the_shipped_protected_finetune_recipe_reads_whole():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "experiments" / "protected-finetune.yaml"
+    experiment, runs = read_finetune_experiment(path)
+    assert len(experiment.seeds) >= 3 and {r.pretrain.name for r in runs} == {f"pretrained-s{s}" for s in experiment.seeds}
+    protected = {r.variant: r.stage.protect for r in runs}
+    assert protected["unprotected"] is None and protected["protected"].lr_scale > 0 and protected["protected-frozen"].lr_scale == 0

@@ -42,7 +42,7 @@ def misspellings(name: str, vocabulary: set[str], rng: random.Random) -> list[st
     """Three distinct same-length non-words one edit from `name`, or None if no such three exist."""
     inner = range(1, len(name) - 1)
     edits = {
-        "swap": [name[:i] + name[i + 1] + name[i] + name[i + 2 :] for i in inner if i + 1 < len(name) and name[i] != name[i + 1]],
+        "swap": [name[:i] + name[i + 1] + name[i] + name[i + 2 :] for i in range(1, len(name) - 2) if name[i] != name[i + 1]],
         "vowel": [name[:i] + v + name[i + 1 :] for i in inner if name[i] in VOWELS for v in VOWELS if v != name[i]],
         "consonant": [name[:i] + c + name[i + 1 :] for i in inner if name[i] in CONSONANTS for c in CONSONANTS if c != name[i]],
     }
