@@ -42,15 +42,34 @@ def experiment(tmp_path, variants, finetune_extra=None):
     return path
 
 
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, mindset_home):
+    """The seed-0 pretraining run of BASE, made once; each test copies it into its experiment folder."""
+    from mindset.circuits.finetune_sweep import read_finetune_experiment as read
+    from mindset.train.sweep import ensure_pretrained
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    _, runs = read(experiment(folder, {"a": {}}))
+    return ensure_pretrained(runs[0].pretrain, folder / "runs", "[pretrain]", progress=False, say=lambda _: None)
+
+
+def with_pretrained(out, pretrained):
+    import shutil
+
+    shutil.copytree(pretrained, out / "pretrained-s0")
+    return out
+
+
 FROZEN = {"threshold": -1000.0, "lr_scale": 0.0, "rollback": False, "check_every": 4}  # every block protected and frozen
 
 
-def test_finetune_sweep_pretrains_once_and_measures_retention(tmp_path, mindset_home):
+def test_finetune_sweep_pretrains_once_and_measures_retention(tmp_path, pretrained):
     path = experiment(tmp_path, {"unprotected": {}, "frozen": {"finetune": {"protect": FROZEN}}})
-    out = tmp_path / "out"
+    out = with_pretrained(tmp_path / "out", pretrained)
     said = []
     result = run_finetune_experiment(path, out, progress=False, say=said.append)
-    assert sorted(p.name for p in out.iterdir() if (p / "pretrain.json").is_file()) == ["pretrained-s0"]  # one pretraining for both
+    assert said[0] == "[pretrain] pretrained-s0: finished earlier, kept"  # one pretraining run for both variants
+    assert sorted(p.name for p in out.iterdir() if (p / "pretrain.json").is_file()) == ["pretrained-s0"]
     rows = {v: json.loads((out / f"{v}-s0" / "metrics.json").read_text())["rows"] for v in ("unprotected", "frozen")}
     assert [r["step"] for r in rows["unprotected"]] == [0, 4, 8, 12]
     assert rows["unprotected"][0]["val_loss"] == rows["frozen"][0]["val_loss"]  # both start from the same pretrained model
@@ -78,10 +97,10 @@ def test_finetune_sweep_pretrains_once_and_measures_retention(tmp_path, mindset_
     assert all("finished earlier, kept" in line for line in said) and len(said) == 3
 
 
-def test_protected_finetune_rolls_back_when_a_canary_drops(tmp_path, mindset_home):
+def test_protected_finetune_rolls_back_when_a_canary_drops(tmp_path, pretrained):
     watch = {"threshold": 0.0, "lr_scale": 0.5, "max_drop": 0.0, "check_every": 4, "tighten": 0.1}
     path = experiment(tmp_path, {"protected": {"finetune": {"protect": watch}}})
-    run_finetune_experiment(path, tmp_path / "out", progress=False, say=lambda _: None)
+    run_finetune_experiment(path, with_pretrained(tmp_path / "out", pretrained), progress=False, say=lambda _: None)
     record = json.loads((tmp_path / "out" / "protected-s0" / "finetune.json").read_text())
     history = json.loads((tmp_path / "out" / "protected-s0" / "protection.json").read_text())
     drops = [h for h in history["history"] if h["event"] == "rollback"]
