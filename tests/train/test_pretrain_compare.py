@@ -88,7 +88,7 @@ def test_shipped_experiments_are_valid(path):
 
 def test_the_shipped_experiments_cover_the_issue_questions():
     names = {p.stem for p in RECIPES.glob("*.yaml")}
-    assert {"memory-vs-dense", "feedback", "head-gates", "memory-vs-dense-gpt2-small"} <= names
+    assert {"memory-vs-dense", "feedback", "head-gates", "protected-finetune", "memory-vs-dense-gpt2-small"} <= names
 
 
 def test_an_experiment_error_names_the_variant(tmp_path):

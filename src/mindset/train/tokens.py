@@ -37,16 +37,22 @@ def load_tokenizer(name: str):
 
 
 def split_texts(data) -> tuple[str, str]:
-    """(train, valid) text: the shipped corpus's own split, or a .txt file's paragraphs with the last fraction as valid."""
-    if data.corpus == "austen":
+    """(train, valid) text: the shipped corpus's own split, two .txt files (corpus and valid), or a .txt
+    file's paragraphs with the last fraction as valid."""
+    from mindset.configfile import read_text
+
+    if data.corpus == "austen" and data.valid is None:
         from mindset.data import corpus_text
 
         return corpus_text("train"), corpus_text("valid")
-    from mindset.configfile import read_text
-
+    if Path(data.corpus).suffix != ".txt":
+        wanted = "with data.valid, give the train split as a UTF-8 .txt file" if data.valid else "give 'austen' or a UTF-8 .txt file"
+        raise MindsetError(f"data.corpus {data.corpus!r}: {wanted}")
     path = Path(data.corpus)
-    if path.suffix != ".txt":
-        raise MindsetError(f"data.corpus {data.corpus!r}: give 'austen' or a UTF-8 .txt file")
+    if data.valid is not None:
+        if Path(data.valid).suffix != ".txt":
+            raise MindsetError(f"data.valid {data.valid!r}: give a UTF-8 .txt file (the valid split whole)")
+        return read_text(path, "text file"), read_text(Path(data.valid), "text file")
     paragraphs = [p for p in read_text(path, "text file").split("\n\n") if p.strip()]
     if len(paragraphs) < 2:
         raise MindsetError(f"{path} has {len(paragraphs)} paragraph(s); a train/valid split needs at least 2 (separated by blank lines)")
