@@ -27,7 +27,10 @@ def slow(*args, **kwargs):
     return original(*args, **kwargs)
 loaded.model.forward = slow
 print("READY", flush=True)
-agent.reply("I work as a nurse", on_text=lambda text: print("TOKEN", flush=True))
+def first_token(text):
+    print("TOKEN", flush=True)
+    time.sleep(600)  # mid-reply for sure: a random tiny model may otherwise sample EOS before the kill lands
+agent.reply("I work as a nurse", on_text=first_token)
 print("FINISHED", flush=True)
 """
 
