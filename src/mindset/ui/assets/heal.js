@@ -5,14 +5,25 @@ import { useJob } from './jobs.js';
 
 const { html, useState, useEffect, useRef, uPlot } = window.UiVendor;
 
-// What the edits added: the layers the applied steps changed (their reports' changed_layers), else everything.
+// What the edits added: the layers the applied steps changed (their reports' changed_layers, where a run of
+// layers reads '2-3'), else everything. insert_layers is read from its parameters: its report compares shapes
+// by index, so it names the last layers, not the new blocks; the layers found before it shift down by n.
 export function editedLayers(history) {
-  const layers = new Set();
+  let layers = new Set();
   for (const s of history.steps) {
     if (!s.applied) continue;
-    for (const row of (s.result && s.result.changed_layers) || []) layers.add(`L${row[0]}`);
+    if (s.op === 'insert_layers' && Number.isInteger(s.params.after)) {
+      const { after } = s.params; const n = s.params.n || 1;
+      layers = new Set([...layers].map((i) => (i > after ? i + n : i)));
+      for (let i = after + 1; i <= after + n; i++) layers.add(i);
+      continue;
+    }
+    for (const row of (s.result && s.result.changed_layers) || []) {
+      const [first, last] = String(row[0]).split('-').map(Number);
+      for (let i = first; i <= (Number.isNaN(last) || last === undefined ? first : last); i++) layers.add(i);
+    }
   }
-  return layers.size ? [...layers].join(',') : '*';
+  return layers.size ? [...layers].sort((a, b) => a - b).map((i) => `L${i}`).join(',') : '*';
 }
 
 function LossChart({ events }) {
