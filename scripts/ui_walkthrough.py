@@ -1,5 +1,5 @@
 """The issue's "Done when" walked through the page in headless chromium, one screenshot per step into docs/ui/
-(walk-1-architecture.png ... walk-8-recipe.png), with each step's time; the same walk the slow browser test
+(walk-architecture.png, walk-importance.png, ... walk-recipe.png), with each step's time; the same walk the slow browser test
 tests/ui/test_walkthrough_smollm2.py asserts on (mindset.ui.walkthrough).
 
     python scripts/ui_walkthrough.py [MODEL] [--out docs/ui] [--heal-steps 3]   (default smollm2-135m; minutes on 2 cores)
@@ -37,11 +37,8 @@ def main() -> None:
         bench = Workbench(loaded, Path(work) / "root")
         with serving(bench, "walkthrough") as url:
             driver = start_chromium(Path(work) / "profile", window=(width, height))
-            names: list[str] = []
-
             def shot(name: str) -> None:
-                names.append(name)
-                path = args.out / f"walk-{len(names)}-{name}.png"
+                path = args.out / f"walk-{name}.png"
                 driver.save_screenshot(str(path))
                 print(f"{path}  ({walk.seconds[name]:.1f} s)", flush=True)
 
