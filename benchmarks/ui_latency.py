@@ -22,6 +22,7 @@ recipe step on a copy). Jobs run once each (--job-reps): they take tens of secon
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -146,6 +147,16 @@ def page_load_ms(url: str, reps: int) -> float:
             driver.quit()
 
 
+def merged(path: Path, rows: list[list], data: dict) -> tuple[list[list], dict]:
+    """The rows and results of the JSON at `path`, each replaced by the new one of the same model and action, then the new ones."""
+    if not path.exists():
+        return rows, data
+    old = json.loads(path.read_text(encoding="utf-8"))
+    fresh = {(r[0], r[1]): r for r in rows}
+    out = [fresh.pop((r[0], r[1]), r) for r in old.get("rows", [])]
+    return out + list(fresh.values()), {**old.get("results", {}), **data}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny-llama,smollm2-135m")
@@ -164,6 +175,8 @@ def main() -> None:
         rows += r
         data.update(d)
     headers = ["model", "action", "ui s (median)", "baseline s", "ratio", "goal"]
+    if parts != PARTS:  # a partial run updates its own rows and keeps the others of the last run
+        rows, data = merged(Path(__file__).with_suffix(".json"), rows, data)
     extra = {"reps": args.reps, "parts": sorted(parts), "heal_steps": args.heal_steps, "job_reps": args.job_reps, "results": data}
     publish(__file__, "mindset ui latency (HTTP on loopback; baseline: the same work called directly)", headers, rows, extra)
 

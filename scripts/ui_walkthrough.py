@@ -40,7 +40,7 @@ def main() -> None:
             def shot(name: str) -> None:
                 path = args.out / f"walk-{name}.png"
                 driver.save_screenshot(str(path))
-                print(f"{path}  ({walk.seconds[name]:.1f} s)", flush=True)
+                print(f"  {path}", flush=True)
 
             walk = Walk(driver, url, plan, shot)
             try:

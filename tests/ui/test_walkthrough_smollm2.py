@@ -3,6 +3,8 @@ typing: mindset.ui.walkthrough). Python looks behind the page only to check it: 
 the logits of the workbench's current model, and `mindset run` on the exported recipe rebuilds its tensors.
 Small sizes (3 heal steps of 2x32 tokens, 256 perplexity tokens) keep it to a few minutes on 2 idle cores."""
 
+import os
+
 import pytest
 import torch
 from ui_helpers import logits
@@ -27,7 +29,8 @@ def walked(smollm2, start_browser, tmp_path_factory):
     driver = start_browser(window=(1400, 1000))
     try:
         with serving(bench, TOKEN) as url:
-            walk = Walk(driver, url, plan)
+            shots = os.environ.get("MINDSET_UI_WALK_SHOTS")  # a folder: this run also takes scripts/ui_walkthrough.py's screenshots
+            walk = Walk(driver, url, plan, (lambda name: driver.save_screenshot(f"{shots}/walk-{name}.png")) if shots else None)
             walk.run()
             problems = severe_logs(driver) + driver.execute_script("return window.mindsetUi.errors")
     finally:

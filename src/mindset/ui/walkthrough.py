@@ -34,6 +34,7 @@ class Plan:
     widen_add: int = 256
     noise: float = 1.0
     heal_steps: int = 3
+    heal_lr: float = 1e-4
     memory_layer: int = 0
     capacity: int = 512
     save_out: str = "walkthrough-model"
@@ -61,6 +62,7 @@ class Walk:
         started = time.perf_counter()
         self.seen[name] = fn(self.driver, *args)
         self.seconds[name] = time.perf_counter() - started
+        print(f"walkthrough: {name} done in {self.seconds[name]:.1f} s", flush=True)  # shown by pytest -s and the script
         if self.shot:
             self.shot(name)
         return self.seen[name]
@@ -132,7 +134,7 @@ def importance(driver) -> dict:
     driver.find_element("id", "tab-architecture").click()
     driver.find_element("id", "overlay-importance").click()
     driver.find_element("id", "importance-run").click()
-    progress = watch(driver, "(document.getElementById('importance-run') || {}).textContent", JOB_DONE, 1200)
+    progress = watch(driver, "(document.getElementById('importance-run') || {}).textContent", JOB_DONE, 3600)
     state = driver.execute_script("return window.mindsetUi.job.state")
     values = show_overlay(driver, "importance", timeout=120)
     colours = driver.execute_script("return [...new Set([...document.querySelectorAll('.head')].map(h => h.style.backgroundColor))]")
@@ -176,14 +178,14 @@ def heal(driver, p: Plan) -> dict:
     result is one more step in the history, which Undo takes back and Redo puts again."""
     kl_before = kl_shown(driver)
     driver.find_element("id", "tab-heal").click()
-    for name, value in {"steps": str(p.heal_steps), "batch_size": "2", "seq_len": "32", "lr": "0.001", "warmup_steps": "1", "valid_every": "0"}.items():
+    for name, value in {"steps": str(p.heal_steps), "batch_size": "2", "seq_len": "32", "lr": str(p.heal_lr), "warmup_steps": "1", "valid_every": "0"}.items():
         element = driver.find_element("id", f"heal-{name}")
         element.clear()
         element.send_keys(value)
     trainable = driver.find_element("id", "heal-trainable").get_attribute("value")
     driver.find_element("id", "heal-start").click()
     wait_for(driver, "return window.mindsetUi.job && window.mindsetUi.job.kind === 'heal'", 60)
-    progress = watch(driver, "(document.getElementById('heal-status') || {}).textContent", JOB_DONE, 1800)
+    progress = watch(driver, "(document.getElementById('heal-status') || {}).textContent", JOB_DONE, 3600)
     wait_idle(driver, timeout=300)
     healed = {"state": driver.execute_script("return window.mindsetUi.job.state"), "status": text_of(driver, "heal-status"), "progress": progress,
               "trainable": trainable, "kl_before": kl_before, "kl_after": kl_shown(driver), "chart": bool(driver.find_elements("css selector", "#loss-chart canvas")),

@@ -44,14 +44,17 @@ function LossChart({ events }) {
   return html`<div class="loss-chart" id="loss-chart" ref=${box}></div>`;
 }
 
-const FIELDS = [['steps', '20'], ['batch_size', '2'], ['seq_len', '64'], ['lr', '0.0003'], ['warmup_steps', '2'], ['valid_every', '5']];
+// beta: the weight of the data's cross-entropy beside the KL to the original; 0 heals towards the original only
+// (with distill's default 0.5 a few steps fit the corpus and can move the model further from the original).
+const FIELDS = [['steps', '20'], ['batch_size', '2'], ['seq_len', '64'], ['lr', '0.0003'], ['beta', '0'], ['warmup_steps', '2'], ['valid_every', '5']];
+const REAL = ['lr', 'beta'];
 
 export function HealPanel({ history, refresh, setError }) {
   const [values, setValues] = useState(() => ({ ...Object.fromEntries(FIELDS), trainable: editedLayers(history) }));
   const { job, events, start, cancel, state, running } = useJob(refresh, setError);
   const go = (e) => {
     e.preventDefault();
-    const params = Object.fromEntries(FIELDS.map(([k]) => [k, k === 'lr' ? parseFloat(values[k]) : parseInt(values[k], 10)]));
+    const params = Object.fromEntries(FIELDS.map(([k]) => [k, REAL.includes(k) ? parseFloat(values[k]) : parseInt(values[k], 10)]));
     params.trainable = values.trainable.split(',').map((t) => t.trim()).filter(Boolean);
     start('heal', params);
   };
