@@ -3,6 +3,7 @@ sorted entries with the text they were written from, search by text, and memoriz
 that the recipe replays."""
 
 import pytest
+import torch
 import yaml
 
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife."
@@ -79,3 +80,29 @@ def test_featural_slots_list_by_value_norm_with_top_tokens(api):
     page = api.get("/api/memory/0/entries", params={"limit": 4}).json()
     norms = [e["value_norm"] for e in page["entries"]]
     assert norms == sorted(norms, reverse=True) and len(page["entries"][0]["top_tokens"]) == 5
+
+
+def test_a_recipe_ending_in_memorize_or_forget_saves_the_model_it_rebuilt(converted, bench, tmp_path):
+    """The exported recipe's last step saves the model (memorize and forget take `save`), with the stores' entries."""
+    from rich.console import Console
+    from ui_helpers import logits
+
+    from mindset.models import load
+    from mindset.recipes.runner import run_recipe
+    from mindset.ui.memory import stores
+
+    api = converted
+    api.post("/api/edits", json={"op": "memorize", "params": {"text": TEXT}, "measure": False})
+    for last in ("memorize", "forget"):
+        if last == "forget":
+            api.post("/api/edits", json={"op": "forget", "params": {"store": "model.layers.1.mlp", "ids": [1, 3]}, "measure": False})
+        text = api.get("/api/recipe").text
+        assert "saves it to runs/ui-edits/model." in text.splitlines()[0]
+        assert yaml.safe_load(text)["steps"][-1][last]["save"] == "model"
+        path = tmp_path / f"{last}.yaml"
+        path.write_text(text)
+        run = run_recipe(path, runs_dir=tmp_path / last, console=Console(quiet=True), progress=False)
+        rebuilt = load(run.run_dir / "model", device="cpu", dtype="float32")
+        assert stores(rebuilt)[0]["entries"] == stores(bench.current)[0]["entries"] > 0
+        assert run.metrics[last]["saved"] == str(run.run_dir / "model")
+        torch.testing.assert_close(logits(rebuilt), logits(bench.current), atol=1e-5, rtol=0)

@@ -5,7 +5,7 @@ overlays colour the head cells and FFN bars."""
 import pytest
 
 from mindset.map.browser import severe_logs, wait_for
-from mindset.ui.browser import edit, open_page, select_ffn, show_overlay, start_heal, wait_job
+from mindset.ui.browser import edit, open_page, select_ffn, select_layer, show_overlay, start_heal, wait_job
 
 pytestmark = pytest.mark.browser
 BROWSER_WINDOW = (1400, 1000)
@@ -62,3 +62,13 @@ def test_overlays_colour_the_heads_and_ffn_bars(browser, page, bench):
     edit(browser, "widen_ffn", {"add": "16", "init": "random", "seed": "3"})
     change = show_overlay(browser, "change")
     assert change["L0.mlp"] == 0 and "L1.mlp" not in change  # a widened FFN has no same-shaped original
+
+
+def test_the_heal_default_trains_what_the_edits_added_after_inserts_shift_the_layers(browser, page):
+    open_page(browser, page)
+    select_ffn(browser, 1)
+    edit(browser, "widen_ffn", {"add": "16"})  # layer 1, which the insert below moves to 3
+    select_layer(browser, 0)
+    edit(browser, "insert_layers", {"after": "0", "n": "2"})  # new blocks 1 and 2 (its report names the last layers, 2-3)
+    browser.find_element("id", "tab-heal").click()
+    assert browser.find_element("id", "heal-trainable").get_attribute("value") == "L1,L2,L3"

@@ -5,14 +5,25 @@ import { useJob } from './jobs.js';
 
 const { html, useState, useEffect, useRef, uPlot } = window.UiVendor;
 
-// What the edits added: the layers the applied steps changed (their reports' changed_layers), else everything.
+// What the edits added: the layers the applied steps changed (their reports' changed_layers, where a run of
+// layers reads '2-3'), else everything. insert_layers is read from its parameters: its report compares shapes
+// by index, so it names the last layers, not the new blocks; the layers found before it shift down by n.
 export function editedLayers(history) {
-  const layers = new Set();
+  let layers = new Set();
   for (const s of history.steps) {
     if (!s.applied) continue;
-    for (const row of (s.result && s.result.changed_layers) || []) layers.add(`L${row[0]}`);
+    if (s.op === 'insert_layers' && Number.isInteger(s.params.after)) {
+      const { after } = s.params; const n = s.params.n || 1;
+      layers = new Set([...layers].map((i) => (i > after ? i + n : i)));
+      for (let i = after + 1; i <= after + n; i++) layers.add(i);
+      continue;
+    }
+    for (const row of (s.result && s.result.changed_layers) || []) {
+      const [first, last] = String(row[0]).split('-').map(Number);
+      for (let i = first; i <= (Number.isNaN(last) || last === undefined ? first : last); i++) layers.add(i);
+    }
   }
-  return layers.size ? [...layers].join(',') : '*';
+  return layers.size ? [...layers].sort((a, b) => a - b).map((i) => `L${i}`).join(',') : '*';
 }
 
 function LossChart({ events }) {
@@ -33,14 +44,17 @@ function LossChart({ events }) {
   return html`<div class="loss-chart" id="loss-chart" ref=${box}></div>`;
 }
 
-const FIELDS = [['steps', '20'], ['batch_size', '2'], ['seq_len', '64'], ['lr', '0.0003'], ['warmup_steps', '2'], ['valid_every', '5']];
+// beta: the weight of the data's cross-entropy beside the KL to the original; 0 heals towards the original only
+// (with distill's default 0.5 a few steps fit the corpus and can move the model further from the original).
+const FIELDS = [['steps', '20'], ['batch_size', '2'], ['seq_len', '64'], ['lr', '0.0003'], ['beta', '0'], ['warmup_steps', '2'], ['valid_every', '5']];
+const REAL = ['lr', 'beta'];
 
 export function HealPanel({ history, refresh, setError }) {
   const [values, setValues] = useState(() => ({ ...Object.fromEntries(FIELDS), trainable: editedLayers(history) }));
   const { job, events, start, cancel, state, running } = useJob(refresh, setError);
   const go = (e) => {
     e.preventDefault();
-    const params = Object.fromEntries(FIELDS.map(([k]) => [k, k === 'lr' ? parseFloat(values[k]) : parseInt(values[k], 10)]));
+    const params = Object.fromEntries(FIELDS.map(([k]) => [k, REAL.includes(k) ? parseFloat(values[k]) : parseInt(values[k], 10)]));
     params.trainable = values.trainable.split(',').map((t) => t.trim()).filter(Boolean);
     start('heal', params);
   };
