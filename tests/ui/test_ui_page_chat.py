@@ -2,11 +2,10 @@
 each token coloured by its log-probability (the numbers of the original and of the edited model), pointing at
 a token shows its top-5; after a layer is turned into memory, pointing shows the entries the token was read with."""
 
-import colorsys
-import math
 
 import pytest
 import torch
+from ui_helpers import expected_color
 
 from mindset.chat.generation import encode_prompt
 from mindset.map.browser import severe_logs
@@ -27,12 +26,6 @@ def first_logprob(loaded, text: str) -> float:
 def tokens(driver, pane: str) -> list[dict]:
     return driver.execute_script(f"""return [...document.querySelectorAll('#chat-{pane} .tok')].map(t => ({{
         lp: +t.dataset.lp, text: t.textContent, color: getComputedStyle(t).backgroundColor}}))""")
-
-
-def expected_color(lp: float) -> tuple[int, ...]:
-    """chat.js's shade(): hsl(120 p, 75%, 82%) with p = exp(log p)."""
-    r, g, b = colorsys.hls_to_rgb(round(120 * math.exp(lp)) / 360, 0.82, 0.75)
-    return tuple(round(255 * c) for c in (r, g, b))
 
 
 def test_chat_streams_coloured_tokens_into_both_panes_and_hover_shows_the_top_5(browser, page, bench):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from ui_helpers import logits
+from ui_helpers import expected_color, logits
 
 from mindset.map.browser import severe_logs
 
@@ -84,8 +84,16 @@ def test_heal_shows_progress_and_lands_as_an_undoable_step(walked):
     assert [s["op"] for s in bench.history()["steps"]][:4] == ["insert_layers", "add_heads", "widen_ffn", "distill"]
 
 
-# --- CHAT STEP: "chats with original and edited side by side" is checked here once the Chat view (chat.js, its own
-# branch) is merged: the lead adds the walk's chat step (mindset.ui.walkthrough.Walk.run) and its test. ---
+def test_chat_streams_coloured_tokens_from_original_and_edited_side_by_side(walked):
+    _, _, seen, _ = walked
+    chat = seen["chat"]
+    assert chat["state"] == "done" and chat["tokens"]["original"] >= 1 and chat["tokens"]["current"] >= 1
+    for name, shown in chat["panes"].items():
+        assert len(shown) == chat["tokens"][name]
+        for t in shown:
+            rgb = tuple(int(v) for v in t["color"].removeprefix("rgb(").rstrip(")").split(","))
+            assert max(abs(a - b) for a, b in zip(rgb, expected_color(t["lp"]))) <= 2, t
+    assert "current" in chat["hover"] and chat["alternatives"] == 5
 
 
 def test_a_layer_turned_into_memory_lists_its_entries(walked):

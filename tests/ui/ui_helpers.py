@@ -1,5 +1,8 @@
 """Helpers shared by the ui tests."""
 
+import colorsys
+import math
+
 import torch
 
 TOKEN = "test-token-123"
@@ -27,3 +30,9 @@ def same_tensors(a, b) -> None:
     for name in sa:
         assert sa[name].shape == sb[name].shape, name
         torch.testing.assert_close(sa[name], sb[name], atol=1e-6, rtol=0, msg=name)
+
+
+def expected_color(lp: float) -> tuple[int, ...]:
+    """chat.js's shade(): hsl(120 p, 75%, 82%) with p = exp(log p)."""
+    r, g, b = colorsys.hls_to_rgb(round(120 * math.exp(lp)) / 360, 0.82, 0.75)
+    return tuple(round(255 * c) for c in (r, g, b))

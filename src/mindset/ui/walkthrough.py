@@ -16,7 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mindset.map.browser import wait_for
-from mindset.ui.browser import click_and_wait, edit, heads_in, layers_shown, open_page, select_ffn, select_layer, show_overlay, version, wait_idle
+from mindset.ui.browser import (
+    chat,
+    click_and_wait,
+    edit,
+    heads_in,
+    hover_token,
+    layers_shown,
+    open_page,
+    select_ffn,
+    select_layer,
+    show_overlay,
+    version,
+    wait_idle,
+)
 
 MEMORY_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. "
                "However little known the feelings or views of such a man may be on his first entering a neighbourhood.")  # fmt: skip
@@ -38,6 +51,8 @@ class Plan:
     memory_layer: int = 0
     capacity: int = 512
     save_out: str = "walkthrough-model"
+    chat_text: str = "What is the capital of France?"
+    chat_tokens: int = 12
 
     @classmethod
     def for_model(cls, n_layers: int, heads_per_group: int, **overrides: Any) -> Plan:
@@ -74,8 +89,7 @@ class Walk:
         self.step("identity", identity, p)
         self.step("widen", widen, p)
         self.step("heal", heal, p)
-        # --- CHAT STEP: the place for "chats with original and edited side by side" (the Chat view, chat.js, is built
-        # on its own branch); the lead adds `self.step("chat", chat, p)` here after merging it. ---
+        self.step("chat", chat_both, p)
         self.step("memory", memory, p)
         self.step("save", save, p)
         self.step("recipe", recipe)
@@ -197,6 +211,18 @@ def heal(driver, p: Plan) -> dict:
     healed["after_redo"] = history_shown(driver)
     healed["kl_redone"] = kl_shown(driver)
     return healed
+
+
+def chat_both(driver, p: Plan) -> dict:
+    """Chat → one message to the original and the edited model side by side: both panes stream tokens coloured
+    by their log-probability, and pointing at one of the edited model's tokens shows its top-5."""
+    got = chat(driver, p.chat_text, max_tokens=p.chat_tokens, timeout=600)
+    panes = {m: driver.execute_script(f"return [...document.querySelectorAll('#chat-{m} .turn:last-child .tok')]"
+                                      ".map((t) => ({text: t.textContent, lp: parseFloat(t.dataset.lp), color: getComputedStyle(t).backgroundColor}))")
+             for m in ("original", "current")}  # fmt: skip
+    info = hover_token(driver, "current", 0)
+    return {"state": got["state"], "tokens": got["tokens"], "panes": panes, "hover": info,
+            "alternatives": len(driver.find_elements("css selector", "#alternatives li"))}
 
 
 def entries_shown(driver) -> list[int]:
