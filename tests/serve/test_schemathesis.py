@@ -34,4 +34,4 @@ def test_generation_was_reached():
     """The property test above (it runs first, in file order) must have produced generations, not only rejections."""
     assert statuses[("/v1/chat/completions", 200)] > 0 and statuses[("/v1/completions", 200)] > 0, statuses
     assert statuses[("/v1/embeddings", 200)] > 0 and statuses[("/metrics", 200)] > 0, statuses
-    assert statuses[("/v1/chat/completions", 200, "n>1")] + statuses[("/v1/completions", 200, "n>1")] > 0, statuses
+    assert sum(count for key, count in statuses.items() if key[2:] == ("n>1",)) >= 5, statuses  # and asked for several choices

@@ -117,8 +117,9 @@ class BatchedLoop:
                 rows.append(row)
         self.batch.join(caches, lengths, sources)
         self.rows += rows
-        waiting = {tuple(job.prompt_ids) for job in self.waiting}  # n samples that did not all fit keep their prefill
-        self.prefilled = {key: value for key, value in self.prefilled.items() if key in waiting}
+        if self.prefilled:  # n samples that did not all fit keep their prefill; the rest is dropped
+            waiting = {tuple(job.prompt_ids) for job in self.waiting}
+            self.prefilled = {key: value for key, value in self.prefilled.items() if key in waiting}
 
     def _prefill(self, prompts: list[list[int]]) -> None:
         """Prefill the prompts not yet in `self.prefilled`, each distinct prompt once: a prompt alone at batch 1
