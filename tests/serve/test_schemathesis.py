@@ -18,10 +18,15 @@ calls = itertools.count()
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case):
-    if isinstance(case.body, dict) and "model" in case.body and next(calls) % 2 == 0:
+    call = next(calls)
+    if isinstance(case.body, dict) and "model" in case.body and call % 2 == 0:
         case.body["model"] = "tiny-llama"  # half the time, the served model: reach the generation path too
-    response = case.call()
+        if case.path != "/v1/embeddings" and call % 4 == 0:
+            case.body.update(n=3, max_tokens=8)  # and a quarter of the time, several (short) choices of one prompt
+    response = case.call(timeout=120)  # a long generation on a loaded machine is no server error
     statuses[(case.path, response.status_code)] += 1
+    if isinstance(case.body, dict) and isinstance(case.body.get("n"), int) and case.body["n"] > 1:
+        statuses[(case.path, response.status_code, "n>1")] += 1
     assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:300]}"
 
 
@@ -29,3 +34,4 @@ def test_generation_was_reached():
     """The property test above (it runs first, in file order) must have produced generations, not only rejections."""
     assert statuses[("/v1/chat/completions", 200)] > 0 and statuses[("/v1/completions", 200)] > 0, statuses
     assert statuses[("/v1/embeddings", 200)] > 0 and statuses[("/metrics", 200)] > 0, statuses
+    assert sum(count for key, count in statuses.items() if key[2:] == ("n>1",)) >= 5, statuses  # and asked for several choices

@@ -22,7 +22,7 @@ from mindset.serve.logprobs import TokenText
 from mindset.serve.metrics import RequestCounter, ServerMetrics
 from mindset.serve.pool import Lease, ModelPool, PoolError
 from mindset.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponseIds, SamplingFields, error_body
-from mindset.serve.responses import Answer, ApiError, collect, stream, whole
+from mindset.serve.responses import Answer, ApiError, Choices, collect_choices, stream, whole
 
 
 class Served:
@@ -198,15 +198,28 @@ def create_app(models, *, model_name: str | None = None, api_key: str | None = N
     async def _respond(served: Served, request: Request, body: SamplingFields, prompt_ids: list[int], answer: Answer, top: int | None,
                        score_prompt: bool = False):
         job = _job(served.loaded, body, prompt_ids, top, score_prompt)
+        engine = served.engine
+        if body.n > engine.max_pending:
+            raise ApiError(400, f"n is {body.n}; this server queues at most {engine.max_pending} generations per model (--max-pending)", param="n")
+        choices = Choices(_choice_jobs(job, body.n))
         try:
-            served.engine.submit(job)
+            engine.submit_all(choices.jobs)
         except EngineBusy as err:
             raise ApiError(429, f"the server is busy ({err}); retry shortly", "rate_limit_error") from None
         metrics.prompt_tokens.inc(len(prompt_ids))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(stream(job, answer, include_usage), media_type="text/event-stream")
-        return whole(answer, await collect(request, job))
+            return StreamingResponse(stream(choices, answer, include_usage), media_type="text/event-stream")
+        return whole(answer, await collect_choices(request, choices))
+
+    def _choice_jobs(job: Job, n: int) -> list[Job]:
+        """n jobs for n choices of one prompt: choice i samples with seed + i (greedy ones all decode alike);
+        only the first scores the prompt (echo), for all. The engine prefills their prompt once."""
+        jobs = [job]
+        for index in range(1, n):
+            params = job.params.model_copy(update={"seed": job.params.seed + index})
+            jobs.append(Job(job.prompt_ids, params, job.stop, job.loop, job.logprobs, score_prompt=False, generate=job.generate))
+        return jobs
 
     def _job(loaded, body: SamplingFields, prompt_ids: list[int], top: int | None, score_prompt: bool) -> Job:
         context = loaded.context_length

@@ -1,8 +1,10 @@
 """The engine's batched worker loop: admit, prefill, one forward for all rows, deliver, compact.
 
 Each turn: take what arrived (jobs wait in line while `max_batch` rows decode; Tasks run between steps),
-prefill the newcomers one by one (batch 1; newcomers with the same prompt share one prefill, so n samples
-of one prompt pay for it once), stack their caches onto the batch, then run ONE decode step for every row.
+prefill the newcomers together (those of similar lengths in one padded forward, so a burst of requests
+waits for one prefill instead of a queue of them; a lone newcomer at batch 1), each distinct prompt once
+(n samples of one prompt pay for it once, even when they join the batch over several turns), stack their
+caches onto the batch, then run ONE decode step for every row.
 Each row's token is chosen from its own logits with its own sampler and seed, as batch-1 decoding would.
 
 Failure stays with its request: a row whose logits hold NaN, or whose sampling or log-probabilities
@@ -21,8 +23,10 @@ import torch
 from mindset.chat.completion import CompletionText
 from mindset.chat.cpu_decode import fast_cpu_decode, pays
 from mindset.chat.sampling import choose_token
-from mindset.serve.batching import KVBatch, model_device, prefill
+from mindset.serve.batching import KVBatch, model_device, prefill, prefill_groups, prefill_together
 from mindset.serve.engine import Active, Job, Task
+
+PREFILL_TOKENS = 4096  # padded positions one prefill forward holds at most; a longer prompt is prefilled alone
 
 
 @dataclass
@@ -41,6 +45,8 @@ class BatchedLoop:
         self.rows: list[Row] = []  # in the batch's row order
         self.waiting: deque[Job] = deque()
         self.tasks: list[Task] = []
+        self.prefilled: dict[tuple[int, ...], tuple | BaseException] = {}  # prompt -> (cache, its row, logits (V,)), or the error
+        self.prefills = 0  # prefill forward passes run (several prompts prefilled together count once)
 
     def run(self) -> None:
         engine = self.engine
@@ -64,27 +70,41 @@ class BatchedLoop:
         try:
             item = inbox.get(timeout=0.1) if block else inbox.get_nowait()
             while True:
-                (self.tasks if isinstance(item, Task) else self.waiting).append(item)
+                if isinstance(item, Task):
+                    self.tasks.append(item)
+                else:  # a Job, or a list of them (n samples of one prompt, arriving together)
+                    self.waiting.extend(item if isinstance(item, list) else [item])
                 item = inbox.get_nowait()
         except queue.Empty:
             return
 
     def _admit(self) -> None:
-        """Prefill waiting jobs while the batch has room, and stack the ones still generating onto it."""
+        """Start waiting jobs while the batch has room: prefill their prompts together, choose each one's
+        first token, and stack the ones still generating onto the batch."""
         engine = self.engine
-        shared: dict[tuple[int, ...], tuple] = {}  # prompt -> (cache, logits): n samples, one prefill
-        caches, lengths, rows = [], [], []
-        while self.waiting and len(self.rows) + len(rows) < engine.max_batch:
+        newcomers: list[Row] = []
+        while self.waiting and len(self.rows) + len(newcomers) < engine.max_batch:
             job = self.waiting.popleft()
             if job.cancelled.is_set() or not engine._opening(job):
                 engine._finished()
                 continue
             row = Row(job, None, CompletionText(engine.loaded.tokenizer, engine.stop_ids, job.stop))
-            if not job.params.greedy:
-                row.generator = torch.Generator(device=model_device(self.model)).manual_seed(job.params.seed)
             try:
-                key = tuple(job.prompt_ids)
-                cache, logits = shared[key] if key in shared else shared.setdefault(key, prefill(self.model, job.prompt_ids))
+                if not job.params.greedy:
+                    row.generator = torch.Generator(device=model_device(self.model)).manual_seed(job.params.seed)
+            except Exception as err:  # a failing request must not take the server down with it
+                engine._fail(row, err)
+                engine._finished()
+                continue
+            newcomers.append(row)
+        self._prefill([row.job.prompt_ids for row in newcomers])
+        caches, lengths, sources, rows = [], [], [], []
+        for row in newcomers:
+            key = tuple(row.job.prompt_ids)
+            try:
+                if isinstance(self.prefilled.get(key), BaseException):
+                    raise self.prefilled[key]
+                cache, source, logits = self.prefilled[key]
                 finished = self._advance(row, logits, nan=bool(torch.isnan(logits).any()))
             except Exception as err:  # a failing request must not take the server down with it
                 finished = engine._fail(row, err)
@@ -92,10 +112,37 @@ class BatchedLoop:
                 engine._finished()
             else:
                 caches.append(cache)
-                lengths.append(len(job.prompt_ids))
+                lengths.append(len(key))
+                sources.append(source)
                 rows.append(row)
-        self.batch.join(caches, lengths)
+        self.batch.join(caches, lengths, sources)
         self.rows += rows
+        if self.prefilled:  # n samples that did not all fit keep their prefill; the rest is dropped
+            waiting = {tuple(job.prompt_ids) for job in self.waiting}
+            self.prefilled = {key: value for key, value in self.prefilled.items() if key in waiting}
+
+    def _prefill(self, prompts: list[list[int]]) -> None:
+        """Prefill the prompts not yet in `self.prefilled`, each distinct prompt once: a prompt alone at batch 1
+        (`prefill`, batch-1's numbers bit for bit), several of similar length in one padded forward. A failing
+        forward is recorded for the prompts it held, which then fail alone."""
+        todo = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in self.prefilled))
+        for group in prefill_groups([len(p) for p in todo], PREFILL_TOKENS):
+            keys = [todo[i] for i in group]
+            try:
+                if len(keys) == 1:
+                    cache, logits = prefill(self.model, keys[0])
+                    logits = logits.unsqueeze(0)
+                else:
+                    cache, logits = prefill_together(self.model, keys)
+                self.prefills += 1
+                self.prefilled.update({key: (cache, row, logits[row]) for row, key in enumerate(keys)})
+            except Exception as err:  # e.g. out of memory: these requests fail, the server goes on
+                self.prefilled.update(dict.fromkeys(keys, err))
+
+    def state(self) -> dict[str, int]:
+        """What the loop holds: rows decoding, jobs waiting, prefilled prompts kept for waiting jobs, cache columns."""
+        return {"rows": len(self.rows), "waiting": len(self.waiting), "prefilled": len(self.prefilled), "width": self.batch.width,
+                "cached_rows": len(self.batch), "tasks": len(self.tasks)}
 
     def _advance(self, row: Row, logits: torch.Tensor, nan: bool, greedy_token: int | None = None) -> bool:
         """Choose and deliver the row's next token from its logits (V,); True when the row is finished."""

@@ -6,8 +6,11 @@ on the padding. Each decode step feeds one token per row with its own position i
 a row's positions are those it would have alone), so rotary/learned position embeddings, and therefore
 the numbers, are those of batch-1 decoding up to the summation order of the batched matrix products.
 
-A request joins after its prompt is prefilled on its own (batch 1, exactly as `chat.stream_steps` does:
-the first token is batch-1's bit for bit); its cache is left-padded to the batch's width and stacked on.
+A request joins after its prompt is prefilled: alone (batch 1, exactly as `chat.stream_steps` does: the
+first token is batch-1's bit for bit), or together with the others that arrived between the same steps
+in ONE left-padded forward (`prefill_together`: per-row position ids and a padding mask, as the decode
+steps use, so the numbers are batch-1's up to summation order). Only each row's real positions are
+copied into the batch (padding columns stay zero), left-padded to the batch's width and stacked on.
 Rows that finish, fail or are cancelled leave at the end of a step: the batch dimension is compacted and
 the padding columns no remaining row needs are cut, so T stays the longest active row's length.
 
@@ -51,6 +54,41 @@ def prefill(model, prompt_ids: Sequence[int]):
     input_ids = torch.tensor([list(prompt_ids)], device=model_device(model))
     logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
     return cache, logits
+
+
+@torch.inference_mode()
+def prefill_together(model, prompts: Sequence[Sequence[int]]):
+    """(cache, logits (k, V)) of k prompts in one forward: left-padded to the longest, the padding masked
+    out and each row's position ids counting from its first real token (what it would see alone). Row r's
+    real positions are the last len(prompts[r]) of the cache."""
+    width = max(len(p) for p in prompts)
+    device = model_device(model)
+    input_ids = torch.zeros(len(prompts), width, dtype=torch.long, device=device)  # (k, T); the pad id is masked out
+    mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(list(ids), device=device)
+        mask[row, width - len(ids) :] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # padding at 0: it is masked, any valid position will do
+    cache = _plain_cache(model)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return cache, out.logits[:, -1]
+
+
+def prefill_groups(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of prompts (by length) grouped for `prefill_together`: similar lengths together, so that a
+    group's padded area (count x longest) is at most twice its real tokens and at most `max_tokens`
+    (attention memory grows with it). A group of one is prefilled alone."""
+    groups: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):  # ascending: the newest member is the longest
+        n = lengths[i]
+        if groups and (len(groups[-1]) + 1) * n <= min(2 * (real + n), max_tokens):
+            groups[-1].append(i)
+            real += n
+        else:
+            groups.append([i])
+            real = n
+    return groups
 
 
 SPARE = 64  # positions a slab holds beyond its rows' longest; it doubles when full
@@ -111,8 +149,9 @@ class KVBatch:
     def width(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
-    def join(self, caches: Sequence, lengths: Sequence[int]) -> None:
-        """Append rows: batch-1 caches (from `prefill`) holding `lengths` tokens each; one new slab per layer for all."""
+    def join(self, caches: Sequence, lengths: Sequence[int], rows: Sequence[int] | None = None) -> None:
+        """Append rows: caches from `prefill` (or `prefill_together`, then `rows` says which row of each
+        cache) whose last `lengths` positions are real tokens; one new slab per layer for all."""
         if not caches:
             return
         width, old = max([self.width, *lengths]), len(self)
@@ -124,8 +163,8 @@ class KVBatch:
                 slab = first.new_zeros(old + len(caches), first.shape[1], width + SPARE, first.shape[-1])
                 if self.cache is not None:
                     slab[:old, :, width - self.width : width] = getattr(self.cache.layers[i], name)
-                for row, (cache, length) in enumerate(zip(caches, lengths)):
-                    slab[old + row, :, width - length : width] = getattr(cache.layers[i], name)[0]
+                for row, (cache, length, source) in enumerate(zip(caches, lengths, rows or [0] * len(caches))):
+                    slab[old + row, :, width - length : width] = getattr(cache.layers[i], name)[source, :, -length:]
                 slabs.append(slab)
             merged.layers[i] = SlabLayer(*slabs, used=width)
         mask = torch.zeros(old + len(caches), width, dtype=torch.long, device=self.device)

@@ -97,11 +97,12 @@ class Engine:
         self.max_batch = max_batch
         self.metrics = metrics  # a ServerMetrics, told of every token
         self.stop_ids = stop_token_ids(loaded.model, loaded.tokenizer)
-        self._inbox: queue.Queue[Job | Task] = queue.Queue()
+        self._inbox: queue.Queue[Job | Task | list[Job]] = queue.Queue()
         self._pending = 0  # submitted and not finished, guarded by _lock
         self._lock = threading.Lock()
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop = None  # the BatchedLoop, while batching
         self.served = 0
         self.running = 0  # generations in progress
 
@@ -120,11 +121,26 @@ class Engine:
             self._thread.join(timeout=30)
 
     def submit(self, item: Job | Task) -> None:
+        self.submit_all([item])
+
+    def submit_all(self, items: list[Job | Task]) -> None:
+        """Submit several items at once, all or none (EngineBusy). Jobs arrive together: the batched loop
+        sees them between the same two steps, so n samples of one prompt share its prefill."""
         with self._lock:
-            if self._pending >= self.max_pending:
+            if self._pending + len(items) > self.max_pending:
                 raise EngineBusy(f"{self._pending} requests are already waiting")
-            self._pending += 1
-        self._inbox.put(item)
+            self._pending += len(items)
+        if len(items) == 1 or not all(isinstance(item, Job) for item in items):
+            for item in items:
+                self._inbox.put(item)
+        else:
+            self._inbox.put(list(items))
+
+    def state(self) -> dict[str, int]:
+        """What the engine holds now (all 0 when idle): requests pending and running, and the batched loop's
+        rows, waiting jobs, kept prefills and cache columns (see BatchedLoop.state)."""
+        loop = self._loop
+        return {"pending": self._pending, "running": self.running, "inbox": self._inbox.qsize(), **(loop.state() if loop else {})}
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Run fn() on the worker thread (between decode steps) and return its result; EngineBusy when full."""
@@ -137,7 +153,8 @@ class Engine:
         if self.batching:
             from mindset.serve.batched import BatchedLoop
 
-            BatchedLoop(self).run()
+            self._loop = BatchedLoop(self)
+            self._loop.run()
         else:
             self._round_robin()
 
@@ -168,14 +185,15 @@ class Engine:
         except queue.Empty:
             return
         while True:
-            if isinstance(item, Task):
-                tasks.append(item)
-            elif item.cancelled.is_set():
-                self._finished()
-            elif entry := self._begin(item):
-                active.append(entry)
-            else:
-                self._finished()
+            for one in item if isinstance(item, list) else [item]:  # a list: n samples (round-robin prefills each)
+                if isinstance(one, Task):
+                    tasks.append(one)
+                elif one.cancelled.is_set():
+                    self._finished()
+                elif entry := self._begin(one):
+                    active.append(entry)
+                else:
+                    self._finished()
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:

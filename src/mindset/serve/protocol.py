@@ -26,6 +26,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+MAX_CHOICES = 16  # n at most: each choice is a row of the batch (the engine decodes 32 rows at once by default)
+
+
 class SamplingFields(BaseModel):
     # Fields OpenAI clients may send that mindset does not use (presence_penalty, user, ...) are ignored,
     # as OpenAI's own server does with unknown ones; the ones it uses are checked strictly.
@@ -36,10 +39,10 @@ class SamplingFields(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="choice i samples with seed + i: the same request, the same choices")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices for the prompt: it is prefilled once, and the choices decode together")
 
     @field_validator("stop")
     @classmethod
