@@ -27,6 +27,7 @@ import numpy as np
 
 from mindset.circuits.ablation import METHODS, ablated_rows, collect_stats
 from mindset.circuits.components import Component, list_components, parse_component
+from mindset.circuits.prefix import shared_prefix
 from mindset.circuits.suite import DEFAULT_LIMIT, Suite, as_suite, gold_batches, score_suite, score_suite_replicated
 from mindset.errors import MindsetError
 from mindset.evaluate.loglikelihood import model_max_length
@@ -223,17 +224,28 @@ def importance(
         for comp, drop in zip(comps, drops.T):
             result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None, comp.neuron))
         return result
-    chunks = [comps[i : i + batch] for i in range(0, len(comps), batch)]
+    measured: dict[int, ComponentScore] = {}
+    chunks = layer_chunks(comps, batch)
     for chunk in track(chunks, len(chunks), "ablating", enabled=progress, unit=f"x{batch} components" if batch > 1 else "components"):
-        with ablated_rows(model, [[c] for c in chunk], method, stats, seed):
-            scores = score_suite_replicated(loaded, suite, len(chunk))
-        for comp, score in zip(chunk, scores):
+        group = [comps[i] for i in chunk]
+        with ablated_rows(model, [[c] for c in group], method, stats, seed), shared_prefix(model, min(c.layer for c in group), len(group)):
+            scores = score_suite_replicated(loaded, suite, len(group))
+        for i, comp, score in zip(chunk, group, scores):
             drop = base.gold_logprob - score.gold_logprob
-            result.scores.append(ComponentScore(
+            measured[i] = ComponentScore(
                 comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop),
                 base.accuracy - score.accuracy, score.accuracy, comp.neuron,
-            ))
+            )
+    result.scores.extend(measured[i] for i in range(len(comps)))
     return result
+
+
+def layer_chunks(comps: Sequence[Component], batch: int) -> list[list[int]]:
+    """Indices of `comps` in passes of at most `batch`, in layer order: a pass starts at its lowest
+    component's layer (`prefix.shared_prefix` runs the layers below once), so grouping by layer keeps
+    each pass's shared prefix as deep as it can be."""
+    order = sorted(range(len(comps)), key=lambda i: comps[i].layer)
+    return [order[i : i + batch] for i in range(0, len(order), batch)]
 
 
 def estimate_alias(method: str, estimate: str) -> tuple[str, str]:
