@@ -182,6 +182,7 @@ def importance(
     seed: int = 0,
     estimate: str = "exact",
     batch: int = 1,
+    steps: int = 1,
     progress: bool = False,
 ) -> Importance:
     """Ablate each component of `granularity` (or only the named `components`) and measure what the suite loses.
@@ -191,10 +192,14 @@ def importance(
     estimate; `batch` documents per forward+backward pass). See the module docstring. `method="attribution"`
     is short for `estimate="attribution"` with the zero baseline (`method="mean", estimate="attribution"`: mean).
     `granularity="neuron"`: every FFN neuron (L3.mlp.N17); thousands per layer, so exact maps want `batch`.
+    `steps` (attribution only): 1 is plain attribution patching; more is integrated gradients along each hook
+    point's ablation (circuits/integrated.py), steps × hook points passes, for large nonlinear ablations.
     Warns (ChanceWarning) when the model is at chance on the suite: there is nothing to map.
     """
     method, estimate = estimate_alias(method, estimate)
     _check(method, estimate, batch)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or (steps > 1 and estimate != "attribution"):
+        raise MindsetError(f"steps must be a whole number of at least 1, and more than 1 only with the attribution estimate, not {steps!r}")
     model = loaded.model
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
     granularity = map_granularity(model, granularity, components)
@@ -220,7 +225,7 @@ def importance(
     if estimate == "attribution":
         from mindset.circuits.attribution import attribute
 
-        drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats).numpy()
+        drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats, steps=steps).numpy()
         for comp, drop in zip(comps, drops.T):
             result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None, comp.neuron))
         return result
