@@ -64,7 +64,7 @@ def test_prefix_reuse_equals_one_at_a_time_in_any_order(tiny, granularity):
     layer, and the scores come back in the order asked for, equal to one-at-a-time's."""
     comps = [c.name for c in list_components(tiny.model, granularity)]
     if granularity == "neuron":
-        comps = comps[::7]
+        comps = comps[::29]
     random.Random(0).shuffle(comps)
     one = _map(tiny, granularity, components=comps)
     want = np.array([s.drop_logprob for s in one.scores])
