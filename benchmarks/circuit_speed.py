@@ -47,6 +47,19 @@ def drops(result) -> np.ndarray:
     return np.array([s.drop_logprob for s in result.scores])
 
 
+def without_prefix(fn, *args, **kwargs):
+    """fn run with batched ablation's prefix reuse switched off (every replica runs every layer, as before it)."""
+    import contextlib
+    import importlib
+
+    module = importlib.import_module("mindset.circuits.importance")
+    saved, module.shared_prefix = module.shared_prefix, lambda *a, **k: contextlib.nullcontext()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        module.shared_prefix = saved
+
+
 def sampled(names: list[str], n: int | None) -> list[int]:
     """n indices spread evenly over the components (all of them without --sample): one-at-a-time is timed on
     these and its total extrapolated, and batched is compared with it on these."""
@@ -90,6 +103,11 @@ def speed_table(args, loaded, suite) -> None:
         kwargs = {"components": components} if components else {}
         batch = args.batch if g in ("head", "neuron") else args.coarse_batch
         batched, t_batched = timed(importance, loaded, suite, g, args.method, batch=batch, **kwargs)
+        if args.compare_prefix:
+            plain, t_plain = timed(without_prefix, importance, loaded, suite, g, args.method, batch=batch, **kwargs)
+            data.setdefault("batched_without_prefix_s", {})[g] = t_plain
+            data.setdefault("prefix_max_abs_diff", {})[g] = float(np.abs(drops(plain) - drops(batched)).max())
+            print(f"{g}: batched without prefix reuse {t_plain:.1f} s, with {t_batched:.1f} s", flush=True)
         names = [sc.name for sc in batched.scores]
         sample = sampled(names, args.sample)
         one_names = {"components": [names[i] for i in sample]} if args.sample else kwargs
@@ -182,6 +200,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=None,
                         help="time one-at-a-time on N components per granularity (spread evenly) and extrapolate; batched is compared on those N")
     parser.add_argument("--steps", type=int, default=1, help="also integrated-gradients attribution with this many steps (circuits/integrated.py)")
+    parser.add_argument("--compare-prefix", action="store_true", help="also time batched ablation without prefix reuse (before/after)")
     parser.add_argument("--skip-one", action="store_true", help="no one-at-a-time run (batched is the exact reference; tested equal)")
     parser.add_argument("--patch", action="store_true", help="the activation-patching table instead")
     parser.add_argument("--out", default=None, help="write the JSON beside this path instead (e.g. a scratch run)")
