@@ -3,12 +3,14 @@ estimates it in seconds; how far the estimate can be trusted is measured, not as
 
     python benchmarks/circuit_speed.py [--docs 5] [--granularities head] [--batch 30] [--method zero] [--graddrop]
     python benchmarks/circuit_speed.py --granularities neuron --neuron-layers 0,15 [--model tiny-llama]
+    python benchmarks/circuit_speed.py --docs 20 --granularities head,attn,mlp,layer --sample 10   # the issue's table
     python benchmarks/circuit_speed.py --patch            # the activation-patching table only (two prompt pairs)
 
 On SmolLM2-135M and the first --docs capitals documents, per granularity: wall time of one-at-a-time
 exact ablation (today's `importance`), batched exact ablation (--batch components per pass) and attribution
 (first-order estimate, all documents in one forward+backward pass); max |batched - one-at-a-time| over the
-components' log-prob drops; Spearman ρ and top-10 overlap of attribution against exact. With
+components' log-prob drops (with --steps K, also integrated-gradients attribution's ρ and time; with --sample N: one-at-a-time runs on N components spread over the list, its
+time is extrapolated to all of them and labelled so, and the difference is over those N); Spearman ρ and top-10 overlap of attribution against exact. With
 --graddrop, also the magnitudes' agreement: ρ of |attribution| and of AtP*'s GradDrop estimate (a
 magnitude, L backward passes) against |exact drop|. `neuron` maps the FFN neurons of --neuron-layers only
 (SmolLM2 has 1536 per layer). --patch: `mindset.circuits.patch` one patch per pass against batched, per
@@ -45,6 +47,27 @@ def drops(result) -> np.ndarray:
     return np.array([s.drop_logprob for s in result.scores])
 
 
+def without_prefix(fn, *args, **kwargs):
+    """fn run with batched ablation's prefix reuse switched off (every replica runs every layer, as before it)."""
+    import contextlib
+    import importlib
+
+    module = importlib.import_module("mindset.circuits.importance")
+    saved, module.shared_prefix = module.shared_prefix, lambda *a, **k: contextlib.nullcontext()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        module.shared_prefix = saved
+
+
+def sampled(names: list[str], n: int | None) -> list[int]:
+    """n indices spread evenly over the components (all of them without --sample): one-at-a-time is timed on
+    these and its total extrapolated, and batched is compared with it on these."""
+    if not n or n >= len(names):
+        return list(range(len(names)))
+    return sorted({int(round(i)) for i in np.linspace(0, len(names) - 1, n)})
+
+
 def magnitude_rho(estimate, exact) -> float:
     return spearman(np.abs(estimate), np.abs(exact))
 
@@ -69,29 +92,48 @@ def graddrop_drops(loaded, suite, comps, method: str) -> np.ndarray:
 def speed_table(args, loaded, suite) -> None:
     from mindset.circuits import importance, list_components
 
-    rows, data = [], {"model": args.model, "docs": len(suite.items), "batch": args.batch, "method": args.method, "results": {}}
-    headers = HEADERS + (["ρ |attr| vs |exact|", "ρ GradDrop vs |exact|", "GradDrop s"] if args.graddrop else [])
+    rows, data = [], {"model": args.model, "docs": len(suite.items), "batch": args.batch, "coarse_batch": args.coarse_batch, "method": args.method, "results": {}}
+    headers = HEADERS + ([f"ρ integrated ({args.steps} steps) vs exact", "integrated s"] if args.steps > 1 else [])
+    headers += ["ρ |attr| vs |exact|", "ρ GradDrop vs |exact|", "GradDrop s"] if args.graddrop else []
     for g in args.granularities.split(","):
         components = None
         if g == "neuron":
             layers = {int(i) for i in args.neuron_layers.split(",")}
             components = [c.name for c in list_components(loaded.model, "neuron") if c.layer in layers]
         kwargs = {"components": components} if components else {}
-        one, t_one = (None, float("nan")) if args.skip_one else timed(importance, loaded, suite, g, args.method, **kwargs)
-        batched, t_batched = timed(importance, loaded, suite, g, args.method, batch=args.batch, **kwargs)
+        batch = args.batch if g in ("head", "neuron") else args.coarse_batch
+        batched, t_batched = timed(importance, loaded, suite, g, args.method, batch=batch, **kwargs)
+        if args.compare_prefix:
+            plain, t_plain = timed(without_prefix, importance, loaded, suite, g, args.method, batch=batch, **kwargs)
+            data.setdefault("batched_without_prefix_s", {})[g] = t_plain
+            data.setdefault("prefix_max_abs_diff", {})[g] = float(np.abs(drops(plain) - drops(batched)).max())
+            print(f"{g}: batched without prefix reuse {t_plain:.1f} s, with {t_batched:.1f} s", flush=True)
+        names = [sc.name for sc in batched.scores]
+        sample = sampled(names, args.sample)
+        one_names = {"components": [names[i] for i in sample]} if args.sample else kwargs
+        one, t_one = (None, float("nan")) if args.skip_one else timed(importance, loaded, suite, g, args.method, **one_names)
+        t_one_measured = t_one
+        if one is not None and args.sample:
+            t_one *= len(names) / len(sample)  # each one-at-a-time run costs the same: a full pass per component
         attr, t_attr = timed(importance, loaded, suite, g, args.method, estimate="attribution", batch=len(suite.items), **kwargs)
-        exact = drops(one if one is not None else batched)
-        diff = float(np.abs(drops(batched) - exact).max()) if one is not None else float("nan")
+        exact = drops(batched)  # the exact reference: tested equal to one-at-a-time, and compared below
+        diff = float(np.abs(exact[sample] - drops(one)).max()) if one is not None else float("nan")
         rho = spearman(drops(attr), exact)
         k = min(10, len(exact))
         top = len(set(np.argsort(-exact)[:k]) & set(np.argsort(-drops(attr))[:k]))
         result = {
             "components": len(exact), "one_at_a_time_s": t_one, "batched_s": t_batched, "attribution_s": t_attr,
+            "one_at_a_time_sampled": [names[i] for i in sample] if args.sample else None, "one_at_a_time_measured_s": t_one_measured,
             "max_abs_batched_minus_one": diff, "spearman_attribution_vs_exact": rho, f"top{k}_overlap": top,
             "baseline_accuracy": batched.baseline_accuracy,
         }
-        row = [g, len(exact), f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
+        one_cell = f"{t_one:.1f}" + (f" (extrapolated from {len(sample)})" if args.sample and one is not None else "")
+        row = [g, len(exact), one_cell, f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
                f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"]
+        if args.steps > 1:
+            ig, t_ig = timed(importance, loaded, suite, g, args.method, estimate="attribution", batch=len(suite.items), steps=args.steps, **kwargs)
+            result.update({"integrated_steps": args.steps, "spearman_integrated_vs_exact": spearman(drops(ig), exact), "integrated_s": t_ig})
+            row += [f"{result['spearman_integrated_vs_exact']:.3f}", f"{t_ig:.1f}"]
         if args.graddrop:
             comps = [next(c for c in list_components(loaded.model, g) if c.name == s.name) for s in batched.scores]
             gd, t_gd = timed(graddrop_drops, loaded, suite, comps, args.method)
@@ -102,8 +144,19 @@ def speed_table(args, loaded, suite) -> None:
         print(f"{g}: one-at-a-time {t_one:.1f} s, batched {t_batched:.1f} s, attribution {t_attr:.1f} s, ρ {rho:.3f}", flush=True)
         rows.append(row)
         stem = args.out or (__file__ if args.method == "zero" else str(Path(__file__).with_suffix(f".{args.method}.py")))
-        publish(stem, f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch}",
-                headers, rows, data)  # after each granularity, so a long run's finished rows are kept
+        title = (f"Circuit importance speed: {args.model}, {len(suite.items)} capitals documents, {args.method} ablation, batch {args.batch} (attn/mlp/layer {args.coarse_batch})"
+                 + (f", one-at-a-time extrapolated from {args.sample} components per granularity" if args.sample else ""))
+        publish(stem, title, headers, rows + total_row(data["results"], len(headers)), data)  # after each granularity, so a long run's finished rows are kept
+
+
+def total_row(results: dict, width: int) -> list[list]:
+    """All granularities together (the issue's 270 heads + 30 MLPs + 30 layers is one map-everything run)."""
+    if len(results) < 2:
+        return []
+    t = {key: sum(r[key] for r in results.values()) for key in ("one_at_a_time_s", "batched_s", "attribution_s")}
+    row = ["total", sum(r["components"] for r in results.values()), f"{t['one_at_a_time_s']:.1f}", f"{t['batched_s']:.1f}",
+           f"{t['one_at_a_time_s'] / t['batched_s']:.1f}x", f"{t['attribution_s']:.1f}", f"{t['one_at_a_time_s'] / t['attribution_s']:.0f}x"]
+    return [row + [""] * (width - len(row))]
 
 
 PATCH_PAIRS = [
@@ -140,8 +193,14 @@ def main() -> None:
     parser.add_argument("--granularities", default="head", help="comma-separated: head,attn,mlp,layer,neuron")
     parser.add_argument("--neuron-layers", default="0", help="with neuron: the layers whose neurons are mapped")
     parser.add_argument("--batch", type=int, default=30, help="components (patches) per pass for batched exact ablation (patching)")
+    parser.add_argument("--coarse-batch", type=int, default=10,
+                        help="components per pass for attn, mlp, layer (one per layer: smaller passes start higher, see circuits/prefix.py)")
     parser.add_argument("--method", default="zero", choices=["zero", "mean"])
     parser.add_argument("--graddrop", action="store_true", help="also AtP*'s GradDrop and the magnitudes' ρ")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="time one-at-a-time on N components per granularity (spread evenly) and extrapolate; batched is compared on those N")
+    parser.add_argument("--steps", type=int, default=1, help="also integrated-gradients attribution with this many steps (circuits/integrated.py)")
+    parser.add_argument("--compare-prefix", action="store_true", help="also time batched ablation without prefix reuse (before/after)")
     parser.add_argument("--skip-one", action="store_true", help="no one-at-a-time run (batched is the exact reference; tested equal)")
     parser.add_argument("--patch", action="store_true", help="the activation-patching table instead")
     parser.add_argument("--out", default=None, help="write the JSON beside this path instead (e.g. a scratch run)")

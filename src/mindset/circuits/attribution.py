@@ -89,7 +89,7 @@ class Batch:
 
 
 def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], method: str = "zero",
-              stats: ActivationStats | None = None, *, graddrop: bool = False) -> torch.Tensor:
+              stats: ActivationStats | None = None, *, graddrop: bool = False, steps: int = 1) -> torch.Tensor:
     """(documents, components): the first-order estimate of each document's metric drop (clean minus
     ablated) when each component is ablated to `method`'s baseline (zero or mean).
 
@@ -97,9 +97,14 @@ def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], metho
     through layer l's update (its output is input + update.detach()), and the estimate
     Σ_l |estimate_l| / (L − 1): a magnitude, never negative, that a component cannot hide by cancelling
     between the paths through different later layers. L times the cost; a component of layer l gets nothing
-    from pass l, hence L − 1."""
+    from pass l, hence L − 1.
+
+    `steps` > 1: integrated gradients along the ablation (`integrated.integrated_estimate`), hook point by
+    hook point; steps × (hook points) passes instead of one."""
     if method not in ("zero", "mean"):
         raise ValueError(f"attribution estimates zero or mean ablation, not {method}")
+    if steps > 1 and graddrop:
+        raise ValueError("GradDrop and integrated steps are separate estimates; ask for one")
     all_blocks = blocks(model)
     points = sorted({_point(c) for c in comps})
     out: list[torch.Tensor] = []
@@ -108,6 +113,11 @@ def attribute(model, comps: Sequence[Component], batches: Iterable[Batch], metho
     try:
         with Capture(model, points) as capture, torch.enable_grad():
             for batch in batches:
+                if steps > 1:
+                    from mindset.circuits.integrated import integrated_estimate
+
+                    out.append(integrated_estimate(model, batch, comps, method, stats, steps))
+                    continue
                 if not graddrop:
                     out.append(_estimate(model, capture, batch, comps, method, stats))
                     continue

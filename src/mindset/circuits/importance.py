@@ -27,6 +27,7 @@ import numpy as np
 
 from mindset.circuits.ablation import METHODS, ablated_rows, collect_stats
 from mindset.circuits.components import Component, list_components, parse_component
+from mindset.circuits.prefix import shared_prefix
 from mindset.circuits.suite import DEFAULT_LIMIT, Suite, as_suite, gold_batches, score_suite, score_suite_replicated
 from mindset.errors import MindsetError
 from mindset.evaluate.loglikelihood import model_max_length
@@ -181,6 +182,7 @@ def importance(
     seed: int = 0,
     estimate: str = "exact",
     batch: int = 1,
+    steps: int = 1,
     progress: bool = False,
 ) -> Importance:
     """Ablate each component of `granularity` (or only the named `components`) and measure what the suite loses.
@@ -190,10 +192,14 @@ def importance(
     estimate; `batch` documents per forward+backward pass). See the module docstring. `method="attribution"`
     is short for `estimate="attribution"` with the zero baseline (`method="mean", estimate="attribution"`: mean).
     `granularity="neuron"`: every FFN neuron (L3.mlp.N17); thousands per layer, so exact maps want `batch`.
+    `steps` (attribution only): 1 is plain attribution patching; more is integrated gradients along each hook
+    point's ablation (circuits/integrated.py), steps × hook points passes, for large nonlinear ablations.
     Warns (ChanceWarning) when the model is at chance on the suite: there is nothing to map.
     """
     method, estimate = estimate_alias(method, estimate)
     _check(method, estimate, batch)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or (steps > 1 and estimate != "attribution"):
+        raise MindsetError(f"steps must be a whole number of at least 1, and more than 1 only with the attribution estimate, not {steps!r}")
     model = loaded.model
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
     granularity = map_granularity(model, granularity, components)
@@ -219,21 +225,32 @@ def importance(
     if estimate == "attribution":
         from mindset.circuits.attribution import attribute
 
-        drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats).numpy()
+        drops = attribute(model, comps, gold_batches(suite, loaded.tokenizer, max_length, batch, loaded.device), method, stats, steps=steps).numpy()
         for comp, drop in zip(comps, drops.T):
             result.scores.append(ComponentScore(comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop), None, None, comp.neuron))
         return result
-    chunks = [comps[i : i + batch] for i in range(0, len(comps), batch)]
+    measured: dict[int, ComponentScore] = {}
+    chunks = layer_chunks(comps, batch)
     for chunk in track(chunks, len(chunks), "ablating", enabled=progress, unit=f"x{batch} components" if batch > 1 else "components"):
-        with ablated_rows(model, [[c] for c in chunk], method, stats, seed):
-            scores = score_suite_replicated(loaded, suite, len(chunk))
-        for comp, score in zip(chunk, scores):
+        group = [comps[i] for i in chunk]
+        with ablated_rows(model, [[c] for c in group], method, stats, seed), shared_prefix(model, min(c.layer for c in group), len(group)):
+            scores = score_suite_replicated(loaded, suite, len(group))
+        for i, comp, score in zip(chunk, group, scores):
             drop = base.gold_logprob - score.gold_logprob
-            result.scores.append(ComponentScore(
+            measured[i] = ComponentScore(
                 comp.name, comp.kind, comp.layer, comp.head, float(drop.mean()), _stderr(drop),
                 base.accuracy - score.accuracy, score.accuracy, comp.neuron,
-            ))
+            )
+    result.scores.extend(measured[i] for i in range(len(comps)))
     return result
+
+
+def layer_chunks(comps: Sequence[Component], batch: int) -> list[list[int]]:
+    """Indices of `comps` in passes of at most `batch`, in layer order: a pass starts at its lowest
+    component's layer (`prefix.shared_prefix` runs the layers below once), so grouping by layer keeps
+    each pass's shared prefix as deep as it can be."""
+    order = sorted(range(len(comps)), key=lambda i: comps[i].layer)
+    return [order[i : i + batch] for i in range(0, len(order), batch)]
 
 
 def estimate_alias(method: str, estimate: str) -> tuple[str, str]:
