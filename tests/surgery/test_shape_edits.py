@@ -23,6 +23,7 @@ PRESERVING = {
 }
 CHANGING = {
     "widen split noise": lambda m: surgery.widen_ffn(m, [0], add=50, init="split", noise=0.5),
+    "widen random noise": lambda m: surgery.widen_ffn(m, [1], add=50, init="random", noise=1.0),  # output columns drawn too
     "insert copy": lambda m: surgery.insert_layers(m, after=1, init="copy"),
     "narrow": lambda m: surgery.narrow_ffn(m, [1], width=40),
     "remove_heads": lambda m: surgery.remove_heads(m, {0: [1, 3]}),

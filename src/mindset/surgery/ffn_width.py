@@ -76,7 +76,10 @@ def _widen_block(b: Block, add: int, init: str, generator: torch.Generator, nois
         rows.append(new)
         biases.append(None if proj.bias is None else proj.bias.detach().new_zeros(add))
     down = weight_oi(ffn.down)
-    _append_neurons(b, rows, biases, down.new_zeros(down.shape[0], add))
+    out_columns = down.new_zeros(down.shape[0], add)
+    if init == "random" and noise:  # the output columns drawn too, x noise: the new neurons write, logits change
+        out_columns = drawn_like(down.T, add, generator).T * noise
+    _append_neurons(b, rows, biases, out_columns)
 
 
 def widen_ffn(model, layers=None, *, add: int | None = None, width: int | None = None, init: str = "zero",
@@ -84,7 +87,8 @@ def widen_ffn(model, layers=None, *, add: int | None = None, width: int | None =
     """Add hidden neurons to the FFN of each of `layers` (None: all): `add` more, or up to `width` each.
 
     init: `zero` (new input rows and output columns zero: logits unchanged), `random` (input rows drawn
-    from the layer's own weight mean and std, output columns zero: unchanged, and the neurons can learn),
+    from the layer's own weight mean and std, output columns zero: unchanged, and the neurons can learn;
+    with `noise` > 0 the output columns are drawn as well, times `noise`, which changes logits),
     `split` (Net2WiderNet: duplicate existing neurons and halve each pair's output weights: unchanged; with
     `noise` > 0 the copies' input rows are perturbed by noise x the weights' std, which changes logits).
     """

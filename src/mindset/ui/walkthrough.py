@@ -174,10 +174,10 @@ def perplexities(driver) -> tuple[float, float]:
 
 
 def widen(driver, p: Plan) -> dict:
-    """An FFN widened by noisy split copies, then Measure perplexity: KL > 0 and the perplexity moved."""
+    """An FFN widened with random init (its output columns drawn too, x noise), then Measure perplexity: KL > 0 and the perplexity moved."""
     select_ffn(driver, p.widen_layer)
     width = driver.find_element("css selector", f".row.layer[data-layer='{p.widen_layer}'] .ffn").text
-    edit(driver, "widen_ffn", {"layers": str(p.widen_layer), "add": str(p.widen_add), "init": "split", "noise": str(p.noise)}, timeout=300)
+    edit(driver, "widen_ffn", {"layers": str(p.widen_layer), "add": str(p.widen_add), "init": "random", "noise": str(p.noise)}, timeout=300)
     kl = kl_shown(driver)
     driver.find_element("id", "measure").click()
     wait_for(driver, "return document.getElementById('ppl-current')", 600)
