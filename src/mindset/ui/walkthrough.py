@@ -231,6 +231,7 @@ def entries_shown(driver) -> list[int]:
 
 def memory(driver, p: Plan) -> dict:
     """A layer's FFN turned into an associative memory; Memory → memorize a text; its entries paged, sorted, searched."""
+    driver.find_element("id", "tab-architecture").click()  # the Chat view hides the layer rows
     select_ffn(driver, p.memory_layer)
     edit(driver, "ffn_to_memory", {"layers": str(p.memory_layer), "kind": "associative", "capacity": str(p.capacity), "k": "8"}, timeout=600)
     badges = driver.find_element("css selector", f".row.layer[data-layer='{p.memory_layer}'] .badges").text
