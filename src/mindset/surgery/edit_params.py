@@ -34,9 +34,9 @@ class WidenFfnParams(EditParams):
     layers: Layers | None = Field(None, description=LAYERS_HELP + " (default: all)")
     add: int | None = Field(None, ge=1, description="neurons to add to each layer's FFN (or give width)")
     width: int | None = Field(None, ge=1, validate_default=True, description="the new FFN width of each layer (or give add)")
-    init: Literal["zero", "split", "random"] = Field("zero", description="new neurons: zero, split (Net2WiderNet copies, halved outputs) or random (input rows from the layer's weight statistics); all keep logits")
+    init: Literal["zero", "split", "random"] = Field("zero", description="new neurons: zero, split (Net2WiderNet copies, halved outputs) or random (input rows from the layer's weight statistics); all keep logits at noise 0")
     seed: int = Field(0, description="random seed for split and random")
-    noise: float = Field(0.0, ge=0, description="split only: perturb the copies' input rows by noise x the weights' std (changes logits)")
+    noise: float = Field(0.0, ge=0, description="> 0 changes logits: split perturbs the copies' input rows by noise x the weights' std; random also draws the output columns, x noise")
 
     @field_validator("width")
     @classmethod

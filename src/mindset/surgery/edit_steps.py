@@ -37,7 +37,7 @@ class Edit:
 
 
 EDITS: dict[str, Edit] = {
-    "widen_ffn": Edit("mindset.surgery.ffn_width:widen_ffn", p.WidenFfnParams, "Add neurons to FFNs, per layer (zero, split or random init: logits kept)."),
+    "widen_ffn": Edit("mindset.surgery.ffn_width:widen_ffn", p.WidenFfnParams, "Add neurons to FFNs, per layer (zero, split or random init: logits kept; noise > 0 changes them)."),
     "narrow_ffn": Edit("mindset.surgery.ffn_width:narrow_ffn", p.NarrowFfnParams, "Keep the highest-scoring FFN neurons of chosen layers."),
     "add_heads": Edit("mindset.surgery.heads:add_heads", p.AddHeadsParams, "Add attention heads to chosen layers (zero output columns: logits kept)."),
     "remove_heads": Edit("mindset.surgery.heads:remove_heads", p.RemoveHeadsParams, "Remove chosen attention heads, any count per layer."),
