@@ -11,7 +11,6 @@ trap with an invalid opcode (the kernel does not grant AMX here); without repack
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,27 +32,13 @@ def llama_backend(spec: str, threads: int = 2, context: int = 2048):
     if binary is None:
         yield None, "llama-server is not built (python benchmarks/llamacpp.py builds it); the backend column is skipped"
         return
-    from serve_throughput import wait_healthy
+    from serve_throughput import running_llama_server
 
     from mindset.export import export_gguf
     from mindset.models import load
-    from mindset.serve.background import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         gguf = Path(export_gguf(load(spec, device="cpu", dtype="float32"), Path(tmp) / f"model-{PRECISION}.gguf", PRECISION, modelfile=False)["gguf"])
-        port = free_port()
-        command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads), "-tb", str(threads),
-                   "-np", "1", "-c", str(context), "--no-warmup", "--jinja", "--no-repack"]
-        with tempfile.TemporaryFile(mode="w+") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-            try:
-                url = f"http://127.0.0.1:{port}"
-                wait_healthy(url, process, 300, log)
-                yield url + "/v1", f"{spec} through llama-server ({PRECISION} GGUF export)"
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        options = ["-np", "1", "-c", str(context), "--no-warmup", "--jinja", "--no-repack"]
+        with running_llama_server(binary, gguf, threads, options) as url:
+            yield url + "/v1", f"{spec} through llama-server ({PRECISION} GGUF export)"

@@ -118,30 +118,36 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float, log) -> No
 
 
 @contextmanager
+def running_llama_server(binary: Path, gguf: Path, threads: int, options: list[str]):
+    """llama-server `binary` on `gguf`, on a free loopback port, with `options` after the common flags; yields its
+    base URL once healthy, and on exit terminates it (kills it after 30 s). agent_llama.py starts it here too."""
+    from mindset.serve.background import free_port
+
+    port = free_port()
+    command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads), "-tb", str(threads), *options]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process, 300, log)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
 def llama_server(gguf: Path, threads: int, slots: int, ctx_per_slot: int):
     """llama-server on a free loopback port with `slots` parallel sequences (continuous batching is its default)."""
     from llamacpp import tools
 
-    from mindset.serve.background import free_port
-
     binary = tools("llama-server")["llama-server"]
-    port = free_port()
-    command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads), "-tb", str(threads),
-               "-np", str(slots), "-c", str(slots * ctx_per_slot), "--no-warmup"]
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, 300, log)
+    with running_llama_server(binary, gguf, threads, ["-np", str(slots), "-c", str(slots * ctx_per_slot), "--no-warmup"]) as url:
         yield url, binary
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @contextmanager
