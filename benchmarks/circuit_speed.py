@@ -93,7 +93,8 @@ def speed_table(args, loaded, suite) -> None:
     from mindset.circuits import importance, list_components
 
     rows, data = [], {"model": args.model, "docs": len(suite.items), "batch": args.batch, "coarse_batch": args.coarse_batch, "method": args.method, "results": {}}
-    headers = HEADERS + ([f"ρ integrated ({args.steps} steps) vs exact", "integrated s"] if args.steps > 1 else [])
+    with_steps = set(args.steps_on.split(",")) if args.steps > 1 else set()
+    headers = HEADERS + ([f"ρ integrated ({args.steps} steps) vs exact", "integrated s"] if with_steps else [])
     headers += ["ρ |attr| vs |exact|", "ρ GradDrop vs |exact|", "GradDrop s"] if args.graddrop else []
     for g in args.granularities.split(","):
         components = None
@@ -130,10 +131,12 @@ def speed_table(args, loaded, suite) -> None:
         one_cell = f"{t_one:.1f}" + (f" (extrapolated from {len(sample)})" if args.sample and one is not None else "")
         row = [g, len(exact), one_cell, f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{t_attr:.1f}", f"{t_one / t_attr:.0f}x",
                f"{diff:.1e}", f"{rho:.3f}", f"{top}/{k}"]
-        if args.steps > 1:
+        if g in with_steps:
             ig, t_ig = timed(importance, loaded, suite, g, args.method, estimate="attribution", batch=len(suite.items), steps=args.steps, **kwargs)
             result.update({"integrated_steps": args.steps, "spearman_integrated_vs_exact": spearman(drops(ig), exact), "integrated_s": t_ig})
             row += [f"{result['spearman_integrated_vs_exact']:.3f}", f"{t_ig:.1f}"]
+        elif with_steps:
+            row += ["—", "—"]
         if args.graddrop:
             comps = [next(c for c in list_components(loaded.model, g) if c.name == s.name) for s in batched.scores]
             gd, t_gd = timed(graddrop_drops, loaded, suite, comps, args.method)
@@ -200,6 +203,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=None,
                         help="time one-at-a-time on N components per granularity (spread evenly) and extrapolate; batched is compared on those N")
     parser.add_argument("--steps", type=int, default=1, help="also integrated-gradients attribution with this many steps (circuits/integrated.py)")
+    parser.add_argument("--steps-on", default="attn,mlp,layer",
+                        help="the granularities --steps applies to: it costs steps passes per hook point, so on heads (one point per layer) "
+                             "30 x steps forward+backward passes on SmolLM2, against one for plain attribution")
     parser.add_argument("--compare-prefix", action="store_true", help="also time batched ablation without prefix reuse (before/after)")
     parser.add_argument("--skip-one", action="store_true", help="no one-at-a-time run (batched is the exact reference; tested equal)")
     parser.add_argument("--patch", action="store_true", help="the activation-patching table instead")
