@@ -94,7 +94,7 @@ class MemoryIndex:
         self.ids = ids.copy()
         self.last_accessed = np.asarray(last_accessed, np.float64).copy()
         self.importance = np.asarray(importance, np.float64).copy()
-        self.ann_file, self.ann_saved = ann_file, False  # ann_saved: ann_file holds the faiss index as it is now
+        self.ann_file, self.ann_saved = ann_file, False  # ann_saved: nothing to write (ann_file holds the index as it is, or refused it)
         self._maybe_ann(embeddings if ann_file is not None and self.n else None)
 
     def _maybe_ann(self, raw=None) -> None:
@@ -108,7 +108,9 @@ class MemoryIndex:
             self.ann_saved = self.ann is not None
             if self.ann is None:
                 self.ann = AnnCandidates(self._emb[: self.n])
-                self.ann_saved = key is not None and ann_file.save(self.ann_file, self.ann, key, self.dtype)
+                if key is not None:
+                    ann_file.save(self.ann_file, self.ann, key, self.dtype)  # when the folder refuses it (a warning), close does not try again
+                self.ann_saved = key is not None
 
     def persist(self, snapshot) -> bool:
         """Keep the faiss index in ann_file when it changed since it was read or written (this process added
