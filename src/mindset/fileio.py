@@ -39,6 +39,20 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 @contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary name beside `path` for a writer that takes a file name (safetensors, faiss); it
+    replaces `path` only if the block finishes, and is removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_folder(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes `path` only if the block finishes.
 

@@ -80,3 +80,29 @@ def test_pages_of_memories_by_each_order(tmp_path, tiny_llama, words):
         db.page(0, 5, "text; DROP TABLE memories")
     assert db.update_memory(999, importance=3) is False
     db.close()
+
+
+def test_cli_memory_layout_reaches_the_agents_prompt(cli, tmp_path, monkeypatch):
+    import mindset.agent.agent as agent_module
+
+    used = []
+    real_place = agent_module.place
+    monkeypatch.setattr(agent_module, "place", lambda layout, *rest: used.append(layout) or real_place(layout, *rest))
+    folder = str(tmp_path / "mem")
+    code, _, err = cli("chat", "tiny-llama", "--memory", folder, "--max-new-tokens", "2", "-p", "/remember my cat is called Tom")
+    assert code == 0, err
+    code, _, err = cli("chat", "tiny-llama", "--memory", folder, "--memory-layout", "user-answer", "--max-new-tokens", "2", "-p", "my cat?")
+    assert code == 0, err
+    assert used and set(used) == {"user-answer"}
+    used.clear()
+    code, _, err = cli("chat", "tiny-llama", "--memory", folder, "--max-new-tokens", "2", "-p", "my cat?")
+    assert code == 0 and used and set(used) == {"system"}  # without the option: the default layout
+
+
+def test_cli_memory_layout_errors(cli, tmp_path):
+    code, out, err = cli("chat", "tiny-llama", "--memory", str(tmp_path / "mem"), "--memory-layout", "side", "-p", "hi")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --memory-layout: Input should be 'system', 'system-facts', 'user' or 'user-answer', not 'side'"]
+    assert not (tmp_path / "mem").exists()  # refused before the model or the folder is touched
+    code, _, err = cli("chat", "tiny-llama", "--memory-layout", "user", "-p", "hi")
+    assert code == 2 and "--memory-layout work with --memory DIR" in err

@@ -249,3 +249,22 @@ def test_graddrop_keeps_last_layer_estimates_and_cuts_paths_below(tiny):
     torch.testing.assert_close(dropped[:, last], plain[:, last].abs(), atol=1e-5, rtol=1e-5)
     assert (dropped >= 0).all()
     assert (dropped[:, ~last] - plain[:, ~last].abs()).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("estimate", ["exact", "attribution"])
+def test_a_given_baseline_stands_in_for_scoring_it_again(tiny_llama, estimate, monkeypatch):
+    import sys
+
+    from mindset.circuits.suite import score_suite
+
+    suite = _suite()
+    names = [c.name for c in list_components(tiny_llama.model, "head")[:3]]
+    plain = _map(tiny_llama, suite, "head", components=names, estimate=estimate)
+    given = score_suite(tiny_llama, suite)
+    calls = []
+    module = sys.modules["mindset.circuits.importance"]  # the package's `importance` is the function
+    monkeypatch.setattr(module, "score_suite", lambda *a, **k: calls.append(a) or score_suite(*a, **k))
+    reused = _map(tiny_llama, suite, "head", components=names, estimate=estimate, baseline=given)
+    assert calls == [] and reused.as_dict() == plain.as_dict()
+    with pytest.raises(ValueError, match="the baseline scores 4 documents, the suite has 2"):
+        _map(tiny_llama, _greedy_suite(), "head", components=names, estimate=estimate, baseline=given)

@@ -103,3 +103,29 @@ def test_an_importance_job_maps_every_head_and_ffn_without_touching_the_model(ap
     assert overlay["importance"] is None and overlay["importance_stale"]["scores"] == result["scores"]
     assert overlay["gates"] == {f"L{i}.H{h}": 1.0 for i in (0, 1) for h in range(4)}
     assert api.get("/api/model").json()["overlays"] == ["importance", "weight_change", "gates"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # a random tiny model is at chance on any suite
+@pytest.mark.parametrize("estimate", ["attribution", "exact"])
+def test_the_importance_job_scores_the_baseline_once_and_maps_as_pass_by_pass_calls_did(api, bench, monkeypatch, estimate):
+    """The job's result against circuits.importance called per pass on its own (each scoring its own baseline,
+    as the job did before): the same numbers, with one baseline scoring instead of one per pass."""
+    import sys
+
+    from mindset.circuits.importance import importance
+    from mindset.models.names import list_components
+
+    expected = {}
+    for layer in (0, 1):
+        names = [c.name for g in ("head", "mlp") for c in list_components(bench.current.model, g) if c.layer == layer]
+        result = importance(bench.current, "capitals", components=names, limit=4, estimate=estimate)
+        expected.update({s.name: s.drop_logprob for s in result.scores})
+    calls = []
+    for module in (sys.modules["mindset.circuits.importance"], sys.modules["mindset.circuits.suite"]):  # the package's `importance` is the function
+        monkeypatch.setattr(module, "score_suite", lambda *a, real=module.score_suite, **k: calls.append(1) or real(*a, **k))
+    job = api.post("/api/jobs", json={"kind": "importance", "params": {"limit": 4, "layers_per_pass": 1, "estimate": estimate}}).json()
+    done = wait_for_state(api, job["id"])
+    assert done["state"] == "done", done["error"]
+    got = done["result"]
+    assert len(calls) == 1 and got["scores"] == expected
+    assert got["baseline"] == {"logprob": result.baseline_logprob, "accuracy": result.baseline_accuracy, "at_chance": result.at_chance}

@@ -32,6 +32,7 @@ class Agent:
     backend: an agent.backend.Backend (an OpenAI-compatible server) that writes the replies, summaries and
     reflections instead of `loaded`, which still embeds, rates and measures the context.
     ann_threshold: from this many memories on, recall's relevance candidates come from faiss (agent.ann); 0 never.
+    That index is kept beside the database (agent.ann_file) and read back at the next start while the memories match it.
     reflect_every: reflect (agent.reflect) after this many new memories; 0 never (the default: a small
     model's reflections are mostly noise that recall would then bring back).
     layout: where the recalled memories go in the prompt (agent.layout.LAYOUTS; measured in agent_answers.py).
@@ -73,7 +74,11 @@ class Agent:
         self.index = self._load_index()
 
     def close(self) -> None:
-        self.db.close()
+        """Close the database, first keeping the faiss index beside it when this session changed it (ann_file)."""
+        try:
+            self.index.persist(self.db.snapshot)
+        finally:
+            self.db.close()
 
     # -- a turn ---------------------------------------------------------------------------------------
     def reply(self, text: str, on_text: Callable[[str], None] | None = None) -> str:
@@ -202,7 +207,9 @@ class Agent:
     def _load_index(self) -> MemoryIndex:
         import torch
 
-        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32, self.ann_threshold)
+        from mindset.agent.ann_file import FILENAME
+
+        return MemoryIndex.from_snapshot(self.db.snapshot(), self.index_dtype or torch.float32, self.ann_threshold, self.db.path.parent / FILENAME)
 
     def _embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text]), dtype=np.float32).reshape(-1)

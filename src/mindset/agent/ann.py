@@ -41,19 +41,30 @@ def one_thread():
         faiss.omp_set_num_threads(before)
 
 
+def default_factory(n: int) -> str:
+    return f"IVF{min(max(n // 400, 16), 256)},Flat"  # faiss wants about 39 training points per list
+
+
 class AnnCandidates:
     """A FaissStore over the index's unit embeddings; each entry's value is its row in the index."""
 
-    def __init__(self, embeddings: torch.Tensor, factory: str | None = None, nprobe: int = ANN_NPROBE, seed: int = 0):
+    def __init__(self, embeddings: torch.Tensor, factory: str | None = None, nprobe: int = ANN_NPROBE, seed: int = 0, *,
+                 index: np.ndarray | None = None, trained: int | None = None):
+        """index: a serialized faiss index over exactly these rows (agent.ann_file checked it), restored instead
+        of trained; trained: how many rows its inverted lists were trained on (default: all of them)."""
         from mindset.memory.store import make_store
 
         n, dim = embeddings.shape
-        factory = factory or f"IVF{min(max(n // 400, 16), 256)},Flat"  # faiss wants about 39 training points per list
-        self.store = make_store(f"faiss:{factory}", dim, max(2 * n, 1024), metric="ip", value_shape=(), value_dtype=torch.long,
+        self.factory = factory or default_factory(n)
+        self.trained = n if trained is None else int(trained)
+        self.store = make_store(f"faiss:{self.factory}", dim, max(2 * n, 1024), metric="ip", value_shape=(), value_dtype=torch.long,
                                 eviction="none", nprobe=nprobe)
         self.store.insert(embeddings.float(), torch.arange(n))
-        with one_thread():
-            self.store.rebuild()  # train now, at open, rather than on the first query
+        if index is None:
+            with one_thread():
+                self.store.rebuild()  # train now, at open, rather than on the first query
+        else:
+            self.store.restore_index(torch.from_numpy(np.asarray(index, np.uint8)))  # a mismatch is a MindsetError
         sample = torch.from_numpy(np.random.default_rng(seed).choice(n, min(SAMPLE, n), replace=False))
         self.sample = embeddings[sample].clone()  # contiguous: gathering the rows per query cost more than the search
 

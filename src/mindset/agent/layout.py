@@ -15,11 +15,25 @@ from __future__ import annotations
 
 import time
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mindset.errors import MindsetError
 
 LAYOUTS = ("system", "system-facts", "user", "user-answer")
 DEFAULT_LAYOUT = "system"
 MEMORY_CHARS = 300  # a recalled memory is cut to this many characters in the prompt
+
+
+class LayoutOptions(BaseModel):
+    """The layout as an option (`mindset chat --memory-layout`): a pattern rather than a Literal, so a bad
+    value's message names it beside the allowed ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layout: str = Field(DEFAULT_LAYOUT, pattern=f"^({'|'.join(LAYOUTS)})$",
+                        description="with --memory: where recalled memories go in the prompt: system (the system message, with their dates), "
+                                    "system-facts (the system message, as facts about the user), user (the user turn, before the message), "
+                                    "user-answer (as user, asking for a one-sentence answer from them)")
 
 
 def check_layout(layout: str) -> str:

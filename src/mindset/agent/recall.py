@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,9 +75,11 @@ def min_max(values: torch.Tensor, min_range: float = 0.0) -> torch.Tensor:
 class MemoryIndex:
     """Recall inputs of every memory in memory: unit embeddings in a growable buffer, access times, importance."""
 
-    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None):
+    def __init__(self, ids, embeddings, last_accessed, importance, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None,
+                 ann_file: Path | None = None):
         """ann_threshold: from this many memories on, relevance candidates come from faiss (agent.ann);
-        None is ann.ANN_THRESHOLD, 0 never."""
+        None is ann.ANN_THRESHOLD, 0 never. ann_file: where the faiss index is kept between starts
+        (agent.ann_file): read back when it matches `embeddings` (as the database holds them), else built and written."""
         from mindset.agent.ann import ANN_THRESHOLD
 
         self.ann_threshold = ANN_THRESHOLD if ann_threshold is None else ann_threshold
@@ -91,19 +94,46 @@ class MemoryIndex:
         self.ids = ids.copy()
         self.last_accessed = np.asarray(last_accessed, np.float64).copy()
         self.importance = np.asarray(importance, np.float64).copy()
-        self._maybe_ann()
+        self.ann_file, self.ann_saved = ann_file, False  # ann_saved: nothing to write (ann_file holds the index as it is, or refused it)
+        self._maybe_ann(embeddings if ann_file is not None and self.n else None)
 
-    def _maybe_ann(self) -> None:
+    def _maybe_ann(self, raw=None) -> None:
+        """raw: the embeddings as the database holds them, whose content key finds a saved index in ann_file."""
         if self.ann is None and self.ann_threshold and self.n >= self.ann_threshold:
+            from mindset.agent import ann_file
             from mindset.agent.ann import AnnCandidates
 
-            self.ann = AnnCandidates(self._emb[: self.n])
+            key = ann_file.content_key(self.ids, raw) if raw is not None else None
+            self.ann = ann_file.load(self.ann_file, key, self._emb[: self.n], self.dtype) if key else None
+            self.ann_saved = self.ann is not None
+            if self.ann is None:
+                self.ann = AnnCandidates(self._emb[: self.n])
+                if key is not None:
+                    ann_file.save(self.ann_file, self.ann, key, self.dtype)  # when the folder refuses it (a warning), close does not try again
+                self.ann_saved = key is not None
+
+    def persist(self, snapshot) -> bool:
+        """Keep the faiss index in ann_file when it changed since it was read or written (this process added
+        memories), and only while it mirrors the database: `snapshot()` (MemoryDB.snapshot) must give this
+        index's ids and, normalised, its rows, else another writer got in between and the next start rebuilds."""
+        from mindset.agent import ann_file
+
+        if self.ann is None or self.ann_file is None or self.ann_saved:
+            return False
+        snap = snapshot()
+        if not np.array_equal(snap.ids, self.ids) or snap.embeddings.shape != (self.n, self.width):
+            return False
+        tolerance = 2 * torch.finfo(self.dtype).eps  # one row normalised alone may round apart from a batch by an ulp
+        if not torch.allclose(_unit(torch.from_numpy(snap.embeddings)).to(self.dtype).float(), self._emb[: self.n].float(), rtol=0, atol=tolerance):
+            return False
+        self.ann_saved = ann_file.save(self.ann_file, self.ann, ann_file.content_key(snap.ids, snap.embeddings), self.dtype)
+        return self.ann_saved
 
     @classmethod
-    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None) -> MemoryIndex:
+    def from_snapshot(cls, snap, dtype: torch.dtype = torch.float32, ann_threshold: int | None = None, ann_file: Path | None = None) -> MemoryIndex:
         """dtype: how the unit embeddings are held; bfloat16 halves the memory a query reads, at about 3
         significant digits of cosine (measured no faster on this CPU: its bf16 kernels lose what it saves)."""
-        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype, ann_threshold)
+        return cls(snap.ids, snap.embeddings, snap.last_accessed, snap.importance, dtype, ann_threshold, ann_file)
 
     @property
     def width(self) -> int:
@@ -123,12 +153,15 @@ class MemoryIndex:
         self.importance = np.append(self.importance, importance)
         if self.ann is not None:
             self.ann.add(vector[0], self.n - 1)
+            self.ann_saved = False
         self._maybe_ann()
 
     def remove(self, memory_id: int) -> None:
         keep = self.ids != memory_id
         embeddings = self._emb[: self.n][torch.from_numpy(keep)]
+        kept_in = self.ann_file
         self.__init__(self.ids[keep], embeddings.float().numpy(), self.last_accessed[keep], self.importance[keep], self.dtype, self.ann_threshold)
+        self.ann_file = kept_in  # the rebuilt index is written by persist(), once checked against the database
 
     def touch(self, memory_ids, when: float) -> None:
         self.last_accessed[np.isin(self.ids, np.asarray(memory_ids, np.int64))] = when

@@ -28,7 +28,7 @@ import numpy as np
 from mindset.circuits.ablation import METHODS, ablated_rows, collect_stats
 from mindset.circuits.components import Component, list_components, parse_component
 from mindset.circuits.prefix import shared_prefix
-from mindset.circuits.suite import DEFAULT_LIMIT, Suite, as_suite, gold_batches, score_suite, score_suite_replicated
+from mindset.circuits.suite import DEFAULT_LIMIT, Suite, SuiteScore, as_suite, gold_batches, score_suite, score_suite_replicated
 from mindset.errors import MindsetError
 from mindset.evaluate.loglikelihood import model_max_length
 from mindset.fileio import atomic_write_json, atomic_write_text
@@ -184,6 +184,7 @@ def importance(
     batch: int = 1,
     steps: int = 1,
     progress: bool = False,
+    baseline: SuiteScore | None = None,
 ) -> Importance:
     """Ablate each component of `granularity` (or only the named `components`) and measure what the suite loses.
 
@@ -195,6 +196,8 @@ def importance(
     `steps` (attribution only): 1 is plain attribution patching; more is integrated gradients along each hook
     point's ablation (circuits/integrated.py), steps × hook points passes, for large nonlinear ablations.
     Warns (ChanceWarning) when the model is at chance on the suite: there is nothing to map.
+    `baseline`: `score_suite(loaded, suite)` of this model on this very Suite, when the caller has it already (a
+    map made a few layers per call, as the UI's job makes it, scores the unablated model once, not per call).
     """
     method, estimate = estimate_alias(method, estimate)
     _check(method, estimate, batch)
@@ -204,8 +207,10 @@ def importance(
     comps: list[Component] = [parse_component(model, c) for c in components] if components else list_components(model, granularity)
     granularity = map_granularity(model, granularity, components)
     suite = as_suite(suite, limit=limit, seed=seed)
-    base = score_suite(loaded, suite)
     n = len(suite.items)
+    if baseline is not None and len(baseline.gold_logprob) != n:
+        raise ValueError(f"the baseline scores {len(baseline.gold_logprob)} documents, the suite has {n}: score this suite")
+    base = score_suite(loaded, suite) if baseline is None else baseline
     at_chance = not above_chance(base.accuracy, base.accuracy_stderr, suite.chance, n)
     if at_chance:
         warnings.warn(

@@ -12,9 +12,11 @@ from mindset.cli.common import DeviceOpt, DtypeOpt, ModelArg, console, err_conso
 from mindset.errors import MindsetError
 
 if TYPE_CHECKING:
+    from mindset.agent.layout import LayoutOptions
     from mindset.chat.sampling import SamplingParams
 
 
+@options_from("mindset.agent.layout:LayoutOptions", param="layout", prefix="memory-", optional=True)
 @options_from("mindset.chat.sampling:SamplingParams", defaults={"temperature": 0.7, "top_p": 0.9})
 def chat(
     model: str = ModelArg,
@@ -33,6 +35,7 @@ def chat(
     dtype: str = DtypeOpt,
     *,
     params: SamplingParams,
+    layout: Optional[LayoutOptions],
 ) -> None:
     """Chat with a model: tokens stream as they are generated. --prompt answers once and exits."""
     from mindset.chat import ChatSession, generate
@@ -55,9 +58,10 @@ def chat(
         from mindset.cli.chat_memory import chat_with_memory
 
         return chat_with_memory(loaded, memory, params, system=system, prompt=prompt, raw=raw, write=write, backend=backend,
-                                backend_model=backend_model, backend_key=backend_key, embed_model=embed_model, reflect_every=reflect_every)
-    if backend is not None or embed_model is not None or reflect_every:
-        raise MindsetError("--backend, --embed-model and --reflect-every work with --memory DIR: give a memory folder")
+                                backend_model=backend_model, backend_key=backend_key, embed_model=embed_model, reflect_every=reflect_every,
+                                layout=layout.layout if layout is not None else None)
+    if backend is not None or embed_model is not None or reflect_every or layout is not None:
+        raise MindsetError("--backend, --embed-model, --reflect-every and --memory-layout work with --memory DIR: give a memory folder")
     if prompt is not None:
         result = generate(loaded, prompt, params, chat=not raw, system=system, on_text=write, fast_cpu=fast_cpu)
         write("\n")

@@ -10,7 +10,7 @@ from mindset.errors import MindsetError
 
 def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt: str | None, raw: bool, write, backend: str | None = None,
                      backend_model: str | None = None, backend_key: str | None = None, embed_model: str | None = None,
-                     reflect_every: int = 0) -> None:
+                     reflect_every: int = 0, layout: str | None = None) -> None:
     """--prompt answers once (with memory) and exits; otherwise turns until /exit or end of input.
     The backend is reached (its model list read) before the memory folder is opened."""
     from mindset.agent import Agent
@@ -25,7 +25,7 @@ def chat_with_memory(loaded, folder: Path, params, *, system: str | None, prompt
 
         remote = Backend(backend, backend_model, backend_key)
     agent = Agent(loaded, folder, params=params, system=system, embed=resolve_embedder(embed_model, loaded), backend=remote,
-                  reflect_every=reflect_every)
+                  reflect_every=reflect_every, **({"layout": layout} if layout is not None else {}))
     try:
         if prompt is not None:
             if is_command(prompt):

@@ -108,9 +108,14 @@ class FaissStore(TorchStore):
         return {"factory": self.factory, "nprobe": self.nprobe, "ef_search": self.ef_search}
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
+        blob = self.serialized_index()
+        return {} if blob is None else {"faiss_index": torch.from_numpy(blob)}
+
+    def serialized_index(self) -> np.ndarray | None:
+        """The faiss index as bytes (uint8), for restore_index; None while it does not mirror the tables."""
         if self._dirty or not self.index.is_trained:
-            return {}
-        return {"faiss_index": torch.from_numpy(_faiss().serialize_index(self.index))}
+            return None
+        return _faiss().serialize_index(self.index)
 
     def restore_index(self, blob: torch.Tensor | None) -> None:
         if blob is None:
