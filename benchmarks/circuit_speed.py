@@ -174,7 +174,7 @@ PATCH_PAIRS = {  # name -> (clean, corrupted, answer, wrong); each pair's two pr
     "count": ("one two three four", "one two thrxx four", "a", "b"),
 }
 DEFAULT_PAIRS = {"smollm2-135m": "france,eiffel", "tiny": "spain,count"}
-LOAD_NOTE = "one thread, machine shared (2 cores, two other engineers' one-thread runs)"
+LOAD_NOTE = "one thread, machine shared (2 cores, other engineers' runs alongside)"
 
 
 def one_at_a_time(loaded, pair, kind: str, direction: str, cells: list | None) -> tuple[np.ndarray, float, float]:

@@ -43,7 +43,7 @@ from mindset.models.gguf_cache import mindset_home  # noqa: E402
 TL_VERSION = "4.3.0"
 TL_VENV = mindset_home() / "venvs" / f"transformer-lens-{TL_VERSION}"
 TOLERANCE = 1e-4
-LOAD_NOTE = "timings: one thread (OMP_NUM_THREADS=1 on both sides), machine shared (2 cores, two other engineers' one-thread runs)"
+LOAD_NOTE = "timings: one thread (OMP_NUM_THREADS=1 on both sides), machine shared (2 cores, other engineers' runs alongside)"
 PAIRS = {  # model -> [(clean, corrupted, answer, wrong)]
     "tiny": [("The capital of Spain is", "The capital of Italy is", "x", "y")],  # byte tokenizer: same length, one-byte answers
     "smollm2-135m": [
