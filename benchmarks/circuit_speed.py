@@ -4,7 +4,7 @@ estimates it in seconds; how far the estimate can be trusted is measured, not as
     python benchmarks/circuit_speed.py [--docs 5] [--granularities head] [--batch 30] [--method zero] [--graddrop]
     python benchmarks/circuit_speed.py --granularities neuron --neuron-layers 0,15 [--model tiny-llama]
     python benchmarks/circuit_speed.py --docs 20 --granularities head,attn,mlp,layer --sample 10   # the issue's table
-    python benchmarks/circuit_speed.py --patch            # the activation-patching table only (two prompt pairs)
+    python benchmarks/circuit_speed.py --patch [--pairs france,eiffel] [--directions denoise,noise] [--kinds resid,heads] [--sample N]
 
 On SmolLM2-135M and the first --docs capitals documents, per granularity: wall time of one-at-a-time
 exact ablation (today's `importance`), batched exact ablation (--batch components per pass) and attribution
@@ -13,8 +13,11 @@ components' log-prob drops (with --steps K, also integrated-gradients attributio
 time is extrapolated to all of them and labelled so, and the difference is over those N); Spearman ρ and top-10 overlap of attribution against exact. With
 --graddrop, also the magnitudes' agreement: ρ of |attribution| and of AtP*'s GradDrop estimate (a
 magnitude, L backward passes) against |exact drop|. `neuron` maps the FFN neurons of --neuron-layers only
-(SmolLM2 has 1536 per layer). --patch: `mindset.circuits.patch` one patch per pass against batched, per
-state (resid, attn, mlp, heads), on two prompt pairs; results in circuit_speed.patch.json.
+(SmolLM2 has 1536 per layer). --patch: `mindset.circuits.patch` one patch per pass (batch 1) against
+batched (--batch patches per pass), per prompt pair, direction and state (resid and attn/mlp per layer x
+position, heads per layer x head), with the max |batched - one| of the normalized scores and a total row
+per pair; with --sample N one-at-a-time runs on N cells per state and its time is extrapolated (labelled so).
+Results in circuit_speed.patch.json.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import publish  # noqa: E402
@@ -162,31 +166,100 @@ def total_row(results: dict, width: int) -> list[list]:
     return [row + [""] * (width - len(row))]
 
 
-PATCH_PAIRS = [
-    ("The capital of France is", "The capital of Italy is", " Paris", " Rome"),
-    ("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to", " Mary", " John"),
-]
-TINY_PAIRS = [("The capital of Spain is", "The capital of Italy is", "x", "y"), ("one two three four", "one two thrxx four", "a", "b")]
+PATCH_PAIRS = {  # name -> (clean, corrupted, answer, wrong); each pair's two prompts tokenize to the same length on SmolLM2
+    "france": ("The capital of France is", "The capital of Italy is", " Paris", " Rome"),
+    # a different relation (landmark -> city) with a three-token subject on both sides (E|iffel|Tower, Col|osse|um):
+    # three changed positions instead of one, six tokens, so it costs what France/Italy costs
+    "eiffel": ("The Eiffel Tower is in", "The Colosseum is in", " Paris", " Rome"),
+    "ioi": ("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to", " Mary", " John"),
+    # tiny models' byte tokenizer: letters of equal count, one-byte answers
+    "spain": ("The capital of Spain is", "The capital of Italy is", "x", "y"),
+    "count": ("one two three four", "one two thrxx four", "a", "b"),
+}
+DEFAULT_PAIRS = {"smollm2-135m": "france,eiffel", "tiny": "spain,count"}
+LOAD_NOTE = "one thread, machine shared (2 cores, other engineers' runs alongside)"
+
+
+def one_at_a_time(loaded, pair, kind: str, direction: str, cells: list | None) -> tuple[np.ndarray, float, float]:
+    """Raw logit differences of `cells` (all of the kind's grid when None: `patch(..., batch=1)` itself), one patch per
+    forward pass, and the seconds it took: (the two recorded runs, the patched passes; all in the second when None). A sample runs the same two recorded runs and `run_patches` with one
+    group per pass, which is what `patch` does at batch 1, on those cells only."""
+    from mindset.circuits.patching import _tokens, patch, record, run_patches
+
+    if cells is None:
+        one, seconds = timed(patch, loaded, *pair, direction=direction, what=(kind,), batch=1)
+        return np.asarray(one.logit_diffs[kind]), 0.0, seconds
+    start = time.perf_counter()
+    clean_ids, corrupted_ids, a, w = _tokens(loaded, *pair)
+    x_clean, x_corrupted = torch.tensor([clean_ids]), torch.tensor([corrupted_ids])
+    source, target = (record(loaded.model, x_clean, (kind,))[1], x_corrupted) if direction == "denoise" else (record(loaded.model, x_corrupted, (kind,))[1], x_clean)
+    record(loaded.model, target, (kind,))  # patch records both runs; so does the sample, to time the same work
+    setup = time.perf_counter() - start
+    lds = np.array([float(run_patches(loaded.model, target, source, [[p]], a, w)[0]) for p in cells])
+    return lds, setup, time.perf_counter() - start - setup
+
+
+def patch_row(args, loaded, name: str, direction: str, kind: str) -> tuple[list, dict]:
+    """One (pair, direction, state): batched `patch` against one patch per pass, on every cell or a --sample of them."""
+    from mindset.circuits.patching import all_patches, patch
+
+    pair = PATCH_PAIRS[name]
+    batched, t_batched = timed(patch, loaded, *pair, direction=direction, what=(kind,), batch=args.batch)
+    raw = np.asarray(batched.logit_diffs[kind])
+    cells = all_patches(loaded.model, kind, len(batched.tokens))
+    picked = [cells[i] for i in sampled([str(c) for c in cells], args.sample)] if args.sample else None
+    one, t_setup, t_passes = one_at_a_time(loaded, pair, kind, direction, picked)
+    t_measured = t_setup + t_passes
+    if picked is None:
+        diff_raw = float(np.nanmax(np.abs(one - raw)))
+        t_one = t_measured
+    else:
+        diff_raw = float(np.abs(one - np.array([raw[p.layer, p.index] for p in picked])).max())
+        t_one = t_setup + t_passes * len(cells) / len(picked)  # every patched pass costs the same: one forward of the target prompt
+    span = batched.logit_diff_clean - batched.logit_diff_corrupted
+    (layer, index, score), = batched.strongest(kind, 1)
+    where = f"L{layer}.H{index}" if kind == "heads" else f"L{layer} at {batched.tokens[index]!r}"
+    one_cell = f"{t_one:.1f}" + (f" (extrapolated from {len(picked)})" if picked else "")
+    row = [name, direction, kind, len(cells), one_cell, f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{diff_raw / abs(span):.1e}", f"{where} ({score:.2f})"]
+    result = {"pair": name, "clean": pair[0], "corrupted": pair[1], "answer": pair[2], "wrong": pair[3], "direction": direction, "kind": kind,
+              "cells": len(cells), "one_at_a_time_s": t_one, "one_at_a_time_measured_s": t_measured,
+              "one_at_a_time_sampled": len(picked) if picked else None, "batched_s": t_batched,
+              "max_abs_diff_normalized": diff_raw / abs(span), "max_abs_diff_logit_diff": diff_raw,
+              "logit_diff_clean": batched.logit_diff_clean, "logit_diff_corrupted": batched.logit_diff_corrupted, "strongest": [layer, index, score]}
+    return row, result
+
+
+def patch_total(name: str, results: list[dict]) -> list:
+    """Every direction and state of one pair together: what mapping the whole pair costs."""
+    t_one, t_batched = sum(r["one_at_a_time_s"] for r in results), sum(r["batched_s"] for r in results)
+    worst = max(r["max_abs_diff_normalized"] for r in results)
+    one_cell = f"{t_one:.1f}" + (" (extrapolated)" if any(r["one_at_a_time_sampled"] for r in results) else "")
+    return [name, "all", "all", sum(r["cells"] for r in results), one_cell, f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{worst:.1e}", ""]
 
 
 def patch_table(args, loaded) -> None:
-    from mindset.circuits.patching import KINDS, patch
+    from mindset.circuits.patching import KINDS
 
-    rows, data = [], {"model": args.model, "batch": args.batch, "pairs": []}
-    for clean, corrupted, answer, wrong in (TINY_PAIRS if args.model.startswith("tiny") else PATCH_PAIRS):
-        for kind in KINDS:
-            one, t_one = timed(patch, loaded, clean, corrupted, answer, wrong, what=(kind,), batch=1)
-            batched, t_batched = timed(patch, loaded, clean, corrupted, answer, wrong, what=(kind,), batch=args.batch)
-            diff = float(np.nanmax(np.abs(np.asarray(one.grids[kind]) - np.asarray(batched.grids[kind]))))
-            cells = int(np.isfinite(np.asarray(one.grids[kind])).sum())
-            (layer, index, score), = batched.strongest(kind, 1)
-            where = f"L{layer}.H{index}" if kind == "heads" else f"L{layer} at {batched.tokens[index]!r}"
-            rows.append([f"{clean[:28]}…", kind, cells, f"{t_one:.1f}", f"{t_batched:.1f}", f"{t_one / t_batched:.1f}x", f"{diff:.1e}", f"{where} ({score:.2f})"])
-            data["pairs"].append({"clean": clean, "corrupted": corrupted, "kind": kind, "cells": cells, "one_at_a_time_s": t_one,
-                                  "batched_s": t_batched, "max_abs_diff": diff, "strongest": [layer, index, score]})
-            print(rows[-1], flush=True)
-    publish(args.out or str(Path(__file__).with_suffix(".patch.py")), f"Activation patching speed: {args.model}, denoising, batch {args.batch}",
-            ["prompt pair", "state", "cells", "one-at-a-time s", "batched s", "speed-up", "max |batched − one|", "strongest cell"], rows, data)
+    names = (args.pairs or DEFAULT_PAIRS["tiny" if args.model.startswith("tiny") else "smollm2-135m"]).split(",")
+    unknown = [n for n in names if n not in PATCH_PAIRS]
+    if unknown:
+        sys.exit(f"unknown prompt pair {unknown[0]!r}; choose from {', '.join(PATCH_PAIRS)}")
+    directions, kinds = args.directions.split(","), args.kinds.split(",") if args.kinds else list(KINDS)
+    rows, data = [], {"model": args.model, "batch": args.batch, "threads": torch.get_num_threads(), "load": LOAD_NOTE, "sample": args.sample, "results": []}
+    headers = ["pair", "direction", "state", "cells", "one-at-a-time s", "batched s", "speed-up", "max |batched − one| (normalized)", "strongest cell"]
+    title = (f"Activation patching speed: {args.model}, batch {args.batch}, {LOAD_NOTE}"
+             + (f"; one-at-a-time extrapolated from {args.sample} cells per state" if args.sample else ""))
+    for name in names:
+        mine = []
+        for direction in directions:
+            for kind in kinds:
+                row, result = patch_row(args, loaded, name, direction, kind)
+                rows.append(row)
+                mine.append(result)
+                print(row, flush=True)
+        rows.append(patch_total(name, mine))
+        data["results"] += mine
+        publish(args.out or str(Path(__file__).with_suffix(".patch.py")), title, headers, rows, data)  # after each pair
 
 
 def main() -> None:
@@ -201,7 +274,7 @@ def main() -> None:
     parser.add_argument("--method", default="zero", choices=["zero", "mean"])
     parser.add_argument("--graddrop", action="store_true", help="also AtP*'s GradDrop and the magnitudes' ρ")
     parser.add_argument("--sample", type=int, default=None,
-                        help="time one-at-a-time on N components per granularity (spread evenly) and extrapolate; batched is compared on those N")
+                        help="time one-at-a-time on N components per granularity (--patch: cells per state), spread evenly, and extrapolate; batched is compared on those N")
     parser.add_argument("--steps", type=int, default=1, help="also integrated-gradients attribution with this many steps (circuits/integrated.py)")
     parser.add_argument("--steps-on", default="attn,mlp,layer",
                         help="the granularities --steps applies to: it costs steps passes per hook point, so on heads (one point per layer) "
@@ -209,6 +282,9 @@ def main() -> None:
     parser.add_argument("--compare-prefix", action="store_true", help="also time batched ablation without prefix reuse (before/after)")
     parser.add_argument("--skip-one", action="store_true", help="no one-at-a-time run (batched is the exact reference; tested equal)")
     parser.add_argument("--patch", action="store_true", help="the activation-patching table instead")
+    parser.add_argument("--pairs", default=None, help=f"with --patch: comma-separated prompt pairs ({', '.join(PATCH_PAIRS)}); default france,eiffel (tiny: spain,count)")
+    parser.add_argument("--directions", default="denoise,noise", help="with --patch: denoise, noise or both")
+    parser.add_argument("--kinds", default=None, help="with --patch: states to patch (default resid,attn,mlp,heads)")
     parser.add_argument("--out", default=None, help="write the JSON beside this path instead (e.g. a scratch run)")
     args = parser.parse_args()
 

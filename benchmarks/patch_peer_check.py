@@ -2,6 +2,7 @@
 
     python benchmarks/patch_peer_check.py --setup      # once: transformer-lens 4.3.0 in its own venv
     python benchmarks/patch_peer_check.py [--models tiny-llama,tiny-gpt2,smollm2-135m] [--kinds resid,attn,mlp,heads] [--pairs 1]
+    OMP_NUM_THREADS=1 python benchmarks/patch_peer_check.py --models smollm2-135m --pairs 2 --out benchmarks/patch_peer_check.smollm2.py
 
 TransformerLens lives in its own virtual environment (default `$MINDSET_HOME/venvs/transformer-lens-4.3.0`,
 made by `--setup`: `torch==2.13.0` first, then `transformer-lens==4.3.0`, so both sides run the same torch).
@@ -32,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import publish  # noqa: E402
@@ -41,10 +43,13 @@ from mindset.models.gguf_cache import mindset_home  # noqa: E402
 TL_VERSION = "4.3.0"
 TL_VENV = mindset_home() / "venvs" / f"transformer-lens-{TL_VERSION}"
 TOLERANCE = 1e-4
+LOAD_NOTE = "timings: one thread (OMP_NUM_THREADS=1 on both sides), machine shared (2 cores, other engineers' runs alongside)"
 PAIRS = {  # model -> [(clean, corrupted, answer, wrong)]
     "tiny": [("The capital of Spain is", "The capital of Italy is", "x", "y")],  # byte tokenizer: same length, one-byte answers
     "smollm2-135m": [
         ("The capital of France is", "The capital of Italy is", " Paris", " Rome"),
+        # a different relation, landmark -> city, with a three-token subject on both sides (six tokens, three changed)
+        ("The Eiffel Tower is in", "The Colosseum is in", " Paris", " Rome"),
         ("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to", " Mary", " John"),
     ],
 }
@@ -178,7 +183,8 @@ def main() -> None:
 
     kinds = args.kinds.split(",")
     work = Path(tempfile.mkdtemp(prefix="patch-peer-"))
-    rows, data, ok = [], {"kinds": kinds, "tolerance": TOLERANCE, "transformer_lens": TL_VERSION, "models": {}}, True
+    rows, data, ok = [], {"kinds": kinds, "tolerance": TOLERANCE, "transformer_lens": TL_VERSION, "threads": torch.get_num_threads(),
+                          "load": LOAD_NOTE, "models": {}}, True
     for spec in args.models.split(","):
         loaded = load(spec, device="cpu", dtype="float32")
         folder = loaded.source.weights if loaded.source.weights else save(loaded, work / spec)
