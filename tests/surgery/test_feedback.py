@@ -1,5 +1,5 @@
 """Layerwise feedback: zero-initialised it keeps the logits; trained, it is exactly the two-pass definition
-(pass 1 without feedback and without grad, pass 2 with W h_j(t - 1) added to layer i's input), and cached
+(pass 1 without feedback and without grad, pass 2 with rms(x_i) W u_j(t - 1), u_j = h_j / rms(h_j), added to layer i's input x_i), and cached
 generation (HF generate, mindset.chat's decode loop, chunked prefill, cache edits) equals re-running the
 full sequence."""
 
@@ -42,6 +42,10 @@ def four_layers(tiny):
     return surgery.duplicate_layers(tiny, "0-1")  # a real 4-layer model, so pairs can span and share layers
 
 
+def rms(v):
+    return (v.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()
+
+
 def two_pass_by_hand(plain, pairs, projections, ids):
     """The definition, computed on the model without feedback with hooks of its own: pass 1's layer-j
     outputs, shifted one position (zeros at t = 0), projected and added to layer i's input."""
@@ -53,9 +57,10 @@ def two_pass_by_hand(plain, pairs, projections, ids):
     for h in handles:
         h.remove()
     shifted = {j: torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1) for j, h in states.items()}
+    unit = {j: h / rms(h) for j, h in shifted.items()}  # u_j = h_j / rms(h_j), 0 at t = 0
     for i in {i for i, _ in pairs}:
-        add = sum(projections[f"{i}_{j}"](shifted[j]) for ii, j in pairs if ii == i)
-        handles.append(layers[i].register_forward_pre_hook(lambda m, args, add=add: (args[0] + add, *args[1:])))
+        add = sum(projections[f"{i}_{j}"](unit[j]) for ii, j in pairs if ii == i)
+        handles.append(layers[i].register_forward_pre_hook(lambda m, args, add=add: (args[0] + rms(args[0]) * add, *args[1:])))
     try:
         return logits(plain, ids, use_cache=False)
     finally:
