@@ -23,7 +23,7 @@ so its share of that input is set by W alone. Raw, it is not: in a Llama the res
 depth (layer 3's output ~30-100x the RMS of the embedding layer 0 reads), W's gradient grows with h_j,
 and Adam moves W's entries by ~lr a step whatever the gradient's size. Early in training, while the model
 learns byte frequencies, h_j(t - 1) is nearly the same vector at every position, so W h_j is a large
-learned bias on layer i's input: within ~15 steps it swamped the token embedding at layers 0 and 1, their
+learned bias on layer i's input: within ~20 steps it swamped the token embedding at layers 0 and 1, their
 RMS-normalised sublayers no longer saw the current token, and the model froze at the unigram loss (3.04
 nats/byte on Austen, the first feedback sweep). Normalising h_j alone does not prevent it (u_j's norm,
 sqrt(d), still dwarfs the embedding's); scaling to rms(x_i) does (tests/train/test_pretrain_feedback.py).
