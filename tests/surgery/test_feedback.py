@@ -1,5 +1,5 @@
 """Layerwise feedback: zero-initialised it keeps the logits; trained, it is exactly the two-pass definition
-(pass 1 without feedback and without grad, pass 2 with W h_j(t - 1) added to layer i's input), and cached
+(pass 1 without feedback and without grad, pass 2 with rms(x_i) W u_j(t - 1), u_j = h_j / rms(h_j), added to layer i's input x_i), and cached
 generation (HF generate, mindset.chat's decode loop, chunked prefill, cache edits) equals re-running the
 full sequence."""
 
@@ -42,9 +42,14 @@ def four_layers(tiny):
     return surgery.duplicate_layers(tiny, "0-1")  # a real 4-layer model, so pairs can span and share layers
 
 
-def two_pass_by_hand(plain, pairs, projections, ids):
+def rms(v):
+    return (v.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()
+
+
+def two_pass_by_hand(plain, pairs, projections, ids, relative=True):
     """The definition, computed on the model without feedback with hooks of its own: pass 1's layer-j
-    outputs, shifted one position (zeros at t = 0), projected and added to layer i's input."""
+    outputs, shifted one position (zeros at t = 0), normalised, projected, scaled to rms(layer i's input)
+    and added to it (relative=False: the raw W h_j(t - 1) of folders saved before the scaling)."""
     layers = decoder_layers(plain)
     states, handles = {}, []
     for j in {j for _, j in pairs}:
@@ -53,9 +58,11 @@ def two_pass_by_hand(plain, pairs, projections, ids):
     for h in handles:
         h.remove()
     shifted = {j: torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1) for j, h in states.items()}
+    unit = {j: h / rms(h) if relative else h for j, h in shifted.items()}  # u_j = h_j / rms(h_j), 0 at t = 0
     for i in {i for i, _ in pairs}:
-        add = sum(projections[f"{i}_{j}"](shifted[j]) for ii, j in pairs if ii == i)
-        handles.append(layers[i].register_forward_pre_hook(lambda m, args, add=add: (args[0] + add, *args[1:])))
+        add = sum(projections[f"{i}_{j}"](unit[j]) for ii, j in pairs if ii == i)
+        scale = rms if relative else (lambda x: 1.0)
+        handles.append(layers[i].register_forward_pre_hook(lambda m, args, add=add, scale=scale: (args[0] + scale(args[0]) * add, *args[1:])))
     try:
         return logits(plain, ids, use_cache=False)
     finally:
@@ -92,6 +99,34 @@ def test_forward_is_the_two_pass_definition(tiny, rank):
     expected = two_pass_by_hand(base.model, FOUR_LAYER_PAIRS, edited.model.mindset_feedback.projections, IDS)
     assert torch.allclose(logits(edited.model, use_cache=False), expected, atol=1e-5, rtol=0)
     assert torch.allclose(logits(edited.model), expected, atol=1e-5, rtol=0)  # with the cache the model builds itself
+
+
+def scaled_output(layer, factor):
+    """A forward hook multiplying a decoder layer's output by `factor` (in pass 1 and pass 2 alike)."""
+    def hook(module, args, out):
+        return (out[0] * factor, *out[1:]) if isinstance(out, tuple) else out * factor
+    return layer.register_forward_hook(hook)
+
+
+def test_the_fed_term_does_not_grow_with_layer_js_output(tiny):
+    """The defect behind the first feedback sweep: W h_j(t - 1) grew with h_j (the residual stream of a late
+    layer, 30-100x the embedding layer 0 reads) until it drowned layer i's input. Now layer j = the last layer
+    scaled by 1000 changes nothing (the final norm and u_j = h_j / rms(h_j) both ignore the scale); under the
+    raw definition the same scaling moves the logits."""
+    base = four_layers(tiny)
+    edited = randomize(surgery.layerwise_feedback(base, [(0, 3)]))
+    last = decoder_layers(edited.model)[3]
+    before = logits(edited.model)
+    handle = scaled_output(last, 1000.0)
+    try:
+        assert torch.allclose(logits(edited.model), before, atol=1e-4, rtol=1e-4)
+        handle.remove()
+        edited.model.mindset_feedback.relative = False  # the old, raw fed term
+        raw = logits(edited.model)
+        handle = scaled_output(last, 1000.0)
+        assert (logits(edited.model) - raw).abs().max() > 1.0
+    finally:
+        handle.remove()
 
 
 def test_copies_keep_their_own_projections(tiny):
@@ -238,6 +273,25 @@ def test_save_load_round_trip_gives_identical_logits(tiny, tmp_path):
     assert torch.allclose(logits(plain), logits(base.model), atol=1e-5, rtol=0)
     record = (tmp_path / "m" / SURGERY_FILE).read_text()
     assert '"layerwise_feedback"' in record and '"op": "layerwise_feedback"' in record
+
+
+def test_a_folder_saved_before_the_scaling_loads_with_the_raw_definition(tiny, tmp_path):
+    """Folders written before the fed term was scaled have no "relative" in their config: they keep their function."""
+    import json
+
+    base = four_layers(tiny)
+    edited = randomize(surgery.layerwise_feedback(base, [(0, 3), (1, 2)]))
+    save(edited, tmp_path / "m")
+    record_file = tmp_path / "m" / SURGERY_FILE
+    record = json.loads(record_file.read_text())
+    [entry] = [m for m in record["modules"] if m["restorer"] == "layerwise_feedback"]
+    assert entry["config"].pop("relative") is True
+    record_file.write_text(json.dumps(record))
+    back = load(tmp_path / "m", device="cpu", dtype="float32")
+    assert back.model.mindset_feedback.relative is False
+    raw = two_pass_by_hand(base.model, [(0, 3), (1, 2)], edited.model.mindset_feedback.projections, IDS, relative=False)
+    assert torch.allclose(logits(back.model), raw, atol=1e-5, rtol=0)
+    assert not torch.allclose(logits(back.model), logits(edited.model), atol=1e-3)
 
 
 def test_feedback_cannot_be_folded_for_gguf(tiny):

@@ -9,13 +9,25 @@ What a forward computes (training, a full forward and cached generation all foll
             h_j(t), (B, T, d), the output of layer j at every position t. No autograd graph is built, so no
             gradient flows through the fed-back state (the "stop-gradient" of the idea text).
     pass 2: the model again, where the input of layer i at position t becomes
-            x_i(t) + sum over pairs (i, j) of W_ij h_j(t - 1),       h_j(-1) = 0,
-            and 0 as well where position t - 1 is padding (attention_mask 0), so a left-padded row computes
-            what it computes unpadded. Its logits (and loss) are the model's output.
+            x_i(t) + rms(x_i(t)) * sum over pairs (i, j) of W_ij u_j(t - 1),    u_j = h_j / rms(h_j),
+            rms(v) = sqrt(mean(v^2) + eps) over the hidden dimension; u_j(-1) = 0, and 0 as well where
+            position t - 1 is padding (attention_mask 0), so a left-padded row computes what it computes
+            unpadded. Its logits (and loss) are the model's output.
 Both passes are causal and parallel over positions: training costs one normal forward plus (max j + 1)/L of
 one, without grad. W_ij is an nn.Linear(d, d) with zero weights (or up @ down with `up` zero), so at
 initialisation pass 2 equals pass 1 and the logits are the original model's; W's gradient, g(t) h_j(t-1)^T,
 is non-zero from the first step.
+
+Why u_j and rms(x_i) and not W_ij h_j itself: the fed term is measured in units of layer i's own input,
+so its share of that input is set by W alone. Raw, it is not: in a Llama the residual stream grows with
+depth (layer 3's output ~30-100x the RMS of the embedding layer 0 reads), W's gradient grows with h_j,
+and Adam moves W's entries by ~lr a step whatever the gradient's size. Early in training, while the model
+learns byte frequencies, h_j(t - 1) is nearly the same vector at every position, so W h_j is a large
+learned bias on layer i's input: within ~20 steps it swamped the token embedding at layers 0 and 1, their
+RMS-normalised sublayers no longer saw the current token, and the model froze at the unigram loss (3.04
+nats/byte on Austen, the first feedback sweep). Normalising h_j alone does not prevent it (u_j's norm,
+sqrt(d), still dwarfs the embedding's); scaling to rms(x_i) does (tests/train/test_pretrain_feedback.py).
+Folders saved before this change ("relative" absent from their config) load with the raw definition.
 
 Why pass-1 states and not true recurrence (h_j taken from pass 2 itself, i.e. after feedback at t - 1,
 t - 2, ...): that state depends on every earlier position through the feedback, so training would be
@@ -57,12 +69,12 @@ from torch import nn
 from mindset.errors import MindsetError
 from mindset.models.anatomy import decoder_layers, n_layers, text_config
 from mindset.models.custom import note_edit, set_module
+from mindset.surgery.feedback_cache import STATE_ATTR, FeedbackState, bind_state
 from mindset.surgery.layers import unwrap, working_copy
 
 MODULE_PATH = "mindset_feedback"  # where the module sits on the HF model
-STATE_ATTR = "mindset_feedback"  # the attribute a KV cache carries its FeedbackState in
 WEIGHTS_FILE = "projections.safetensors"
-SYNCED = ("reorder_cache", "crop", "batch_repeat_interleave", "batch_select_indices", "reset")
+EPS = 1e-6  # rms() of an all-zero fed state (t = 0, padding) stays finite
 NOT_FOR_PASS_1 = ("output_attentions", "output_hidden_states", "return_dict", "past_key_values", "use_cache")
 
 
@@ -138,56 +150,15 @@ class _Pass1Done(Exception):
     """Pass 1 has captured every state it needs: the layers above the highest j are skipped."""
 
 
-class FeedbackState:
-    """What a KV cache carries for feedback: pass 1's own KV cache and pass 1's h_j at every cached position."""
-
-    def __init__(self, config, sources: list[int]) -> None:
-        from transformers import DynamicCache
-
-        self.sources = list(sources)  # the j's, in the order of the history's layers
-        self.kv = DynamicCache(config=config)
-        self.history = DynamicCache()  # layer k: keys (B, 1, T, d) = h_{sources[k]}; values (B, 1, T, 0)
-
-    def length(self) -> int:
-        return self.history.get_seq_length()
-
-    def last(self, j: int) -> torch.Tensor:  # (B, 1, d): h_j at the last cached position
-        return self.history.layers[self.sources.index(j)].keys[:, 0, -1:]
-
-    def push(self, states: dict[int, torch.Tensor]) -> None:
-        for k, j in enumerate(self.sources):
-            h = states[j][:, None]  # (B, 1, n, d)
-            self.history.update(h, h[..., :0], k)
-
-    def apply(self, name: str, *args, **kwargs) -> None:
-        getattr(self.kv, name)(*args, **kwargs)
-        getattr(self.history, name)(*args, **kwargs)
-
-
-def _synced(method, name: str, state: FeedbackState, *args, **kwargs):
-    """A cache method that also does the same to the feedback state the cache carries."""
-    out = method(*args, **kwargs)
-    state.apply(name, *args, **kwargs)
-    return out
-
-
-def bind_state(cache, state: FeedbackState) -> None:
-    """Hang `state` on the cache object and keep it in step with the cache's batch and length edits."""
-    setattr(cache, STATE_ATTR, state)
-    for name in SYNCED:
-        method = getattr(cache, name, None)
-        if method is not None:
-            setattr(cache, name, functools.partial(_synced, method, name, state))
-
-
 class LayerwiseFeedback(nn.Module):
     """The projections W_ij and the two-pass logic around the base model's forward (see the module docstring)."""
 
     mindset_restorer = "layerwise_feedback"
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, relative: bool = True) -> None:
         super().__init__()
         self.hidden = hidden
+        self.relative = relative  # the fed term in units of layer i's input (False: W h_j raw, old folders only)
         self.projections = nn.ModuleDict()
         self.pairs: list[tuple[int, int]] = []
         self.ranks: dict[str, int | None] = {}
@@ -222,7 +193,8 @@ class LayerwiseFeedback(nn.Module):
 
     # ---- persistence (see mindset.models.custom) ---------------------------------------------------------
     def mindset_config(self) -> dict:
-        return {"hidden": self.hidden, "pairs": [list(p) for p in self.pairs], "ranks": [self.ranks[_key(*p)] for p in self.pairs]}
+        pairs, ranks = [list(p) for p in self.pairs], [self.ranks[_key(*p)] for p in self.pairs]
+        return {"hidden": self.hidden, "pairs": pairs, "ranks": ranks, "relative": self.relative}
 
     def mindset_extra_keys(self) -> list[str]:
         return list(self.state_dict())
@@ -341,10 +313,19 @@ class LayerwiseFeedback(nn.Module):
         fed = self._fed
         if fed is None:
             return None
-        add = sum(proj(fed[j]) for j, proj in zip(sources, projections))
+        x = args[0] if args else kwargs["hidden_states"]
+        if not self.relative:
+            add = sum(proj(fed[j]) for j, proj in zip(sources, projections))
+        else:
+            add = sum(proj(fed[j] / _rms(fed[j])) for j, proj in zip(sources, projections)) * _rms(x)
         if args:
             return (args[0] + add, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": kwargs["hidden_states"] + add}
+
+
+def _rms(v: torch.Tensor) -> torch.Tensor:
+    """sqrt(mean(v^2) + eps) over the hidden dimension, (..., 1), computed in float32 (0 rows stay 0 once divided)."""
+    return v.float().pow(2).mean(-1, keepdim=True).add(EPS).sqrt().to(v.dtype)
 
 
 def _arguments(base: nn.Module, args: tuple, kwargs: dict) -> dict:
@@ -371,13 +352,14 @@ def restore_feedback(model, path: str, config: dict, folder: Path) -> None:
 
     try:
         hidden, pairs, ranks = int(config["hidden"]), [tuple(p) for p in config["pairs"]], list(config["ranks"])
+        relative = bool(config.get("relative", False))  # absent: saved before the fed term was scaled
     except (KeyError, TypeError, ValueError) as err:
         raise MindsetError(f"the saved layerwise feedback at {path} has a bad config in mindset-surgery.json ({err})") from None
     check_pairs(pairs, n_layers(model))
     file = folder / WEIGHTS_FILE
     if not file.exists():
         raise MindsetError(f"the saved layerwise feedback at {path} lacks its weights file {file}")
-    module = LayerwiseFeedback(hidden)
+    module = LayerwiseFeedback(hidden, relative)
     with torch.no_grad():
         for (i, j), rank in zip(pairs, ranks):
             module.add_pair(int(i), int(j), rank, 0)
