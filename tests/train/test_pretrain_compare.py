@@ -57,6 +57,9 @@ def test_compare_cli(tmp_path, cli):
     assert code == 0 and "wide" in out and "compare.md" in out
     assert "| wide | 1 | 20 | 1,280 | 2.0000 | 7.39 | -1.0000 |" in (tmp_path / "out" / "compare.md").read_text()
     assert (tmp_path / "out" / "loss_vs_flops.png").is_file()
+    code, out, _ = cli("experiment", "compare", str(a), str(b), "-o", str(tmp_path / "asked"), "--question", "Is wide better?")
+    assert code == 0 and "Is wide better?" in out
+    assert (tmp_path / "asked" / "compare.md").read_text().startswith("# Pretraining comparison\n\nIs wide better?\n")
 
 
 def test_compare_errors(tmp_path, cli):

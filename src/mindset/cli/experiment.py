@@ -73,11 +73,12 @@ def run(
 def compare(
     runs: list[Path] = typer.Argument(..., help="pretraining run folders (each with metrics.json)"),
     out: Path = out_option(Path("runs/compare"), "folder for compare.md, compare.json and the PNG plots"),
+    question: str = typer.Option("", help="the question the runs answer: the report's first line (a sweep's run writes its recipe's)"),
 ) -> None:
     """Validation loss vs tokens and vs FLOPs per variant (mean ± spread over seeds), a table, PNG plots."""
     from mindset.train.compare import compare_runs
 
-    _show(compare_runs(runs, out), out)
+    _show(compare_runs(runs, out, question), out)
 
 
 @experiment_app.command("corpus")
