@@ -75,3 +75,29 @@ def test_circuits_protection_meets_trains_protocol():
 
     assert isinstance(Protection(ProtectionConfig()), TrainProtection)
     assert not isinstance(object(), TrainProtection)
+
+
+def test_a_suite_at_chance_is_logged_but_never_rolls_back():
+    """A canary the model was at chance on when mapped moves by noise: its dip must not undo training; a
+    dip of a suite above chance still does."""
+    from types import SimpleNamespace
+
+    from mindset.circuits.importance import Importance
+    from mindset.circuits.protect import Protection, ProtectionConfig
+
+    def importance(suite: str, at_chance: bool) -> Importance:
+        return Importance("m", suite, "mlp", "zero", 20, -1.0, 0.3, 0.1, 0.25, at_chance, 2, 4)
+
+    protection = Protection(ProtectionConfig(max_drop=0.1), importances=[importance("noise", True), importance("names", False)])
+    assert protection.watched_only() == {"noise"}
+    scores = iter([{"noise": 0.5, "names": 0.9}, {"noise": 0.1, "names": 0.9}, {"noise": 0.1, "names": 0.5}])
+    protection.score, protection.snapshot, protection.params, protection.scales = lambda: next(scores), dict, {}, {}
+    monitor = protection.callback()
+    trainer = SimpleNamespace(global_step=0, optimizers=[], logger=None, lr_scheduler_configs=[])
+    monitor.on_train_start(trainer, None)
+    trainer.global_step = 8
+    monitor.check(trainer, None)  # noise fell 0.4: logged, no rollback
+    assert protection.history[-1]["event"] == "pass" and protection.history[-1]["accuracy"]["noise"] == 0.1 and not protection.events
+    trainer.global_step, trainer.optimizers = 16, [SimpleNamespace(param_groups=[])]
+    monitor.check(trainer, None)  # names fell 0.4: rolled back
+    assert protection.history[-1]["event"] == "rollback" and list(protection.events[0]["failed"]) == ["names"]

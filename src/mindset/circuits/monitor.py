@@ -39,7 +39,8 @@ class CanaryMonitor(L.Callback):
         step = self._last_step = trainer.global_step
         accuracy = self.p.score()
         self._log(trainer, module, accuracy)
-        failed = {n: a for n, a in accuracy.items() if a < self.baseline[n] - self.p.config.max_drop}
+        noise = self.p.watched_only()
+        failed = {n: a for n, a in accuracy.items() if a < self.baseline[n] - self.p.config.max_drop and n not in noise}
         if not failed or not self.p.config.rollback:
             self.p.history.append({"step": step, "accuracy": accuracy, "event": "pass" if not failed else "fail"})
             self._keep(trainer)

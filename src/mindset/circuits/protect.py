@@ -9,8 +9,8 @@ explicitly) train at `lr × lr_scale` (0: frozen); `l2` adds l2 · Σ‖θ − �
 the weights they started from.
 
 The canary monitor (a Lightning callback) scores the canary suites before training and every
-`check_every` steps. When a suite's accuracy has dropped more than `max_drop` below its baseline, the
-trainable weights and the optimizer state go back to the last state that passed (kept in memory), and
+`check_every` steps. When a suite's accuracy has dropped more than `max_drop` below its baseline (a suite
+the model was at chance on when mapped is only logged: its accuracy is noise), the trainable weights and the optimizer state go back to the last state that passed (kept in memory), and
 the implicated units (those whose weights moved at least `implicate` × the largest move since that state)
 get their learning-rate scale multiplied by `tighten` (below `freeze_below`: frozen). The LR schedule
 and the data keep going (rolled-back steps are not replayed). Every check and rollback is logged to
@@ -118,6 +118,11 @@ class Protection:
         return CanaryMonitor(self)
 
     # --- used by the monitor -------------------------------------------------------------------------
+
+    def watched_only(self) -> set[str]:
+        """Canary suites the model was at chance on when mapped (Importance.at_chance): their accuracy is
+        noise, so it is scored and logged but never rolls training back (a noise dip once did, in the sweep)."""
+        return {r.suite for r in self.importances if getattr(r, "at_chance", False)}
 
     def score(self) -> dict[str, float]:
         return {s.name: score_suite(self.model, s, self.tokenizer).accuracy for s in self.suites}
