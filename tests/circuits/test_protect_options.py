@@ -71,7 +71,7 @@ def test_recipe_step_with_protect(tmp_path, monkeypatch):
 
     # max_drop 0 and a high LR: any canary dip rolls back, so the report shows rollbacks
     recipe = _recipe(tmp_path, "        suites: [capitals]\n        granularity: [mlp]\n        limit: 8\n        check_every: 1\n"
-                               "        max_drop: 0\n        threshold: -1000\n")
+                               "        max_drop: 0\n        threshold: -1000\n        chance_rollback: true\n")  # a tiny model is at chance
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -90,6 +90,7 @@ def test_a_suite_at_chance_is_logged_but_never_rolls_back():
 
     protection = Protection(ProtectionConfig(max_drop=0.1), importances=[importance("noise", True), importance("names", False)])
     assert protection.watched_only() == {"noise"}
+    assert Protection(ProtectionConfig(chance_rollback=True), importances=protection.importances).watched_only() == set()
     scores = iter([{"noise": 0.5, "names": 0.9}, {"noise": 0.1, "names": 0.9}, {"noise": 0.1, "names": 0.5}])
     protection.score, protection.snapshot, protection.params, protection.scales = lambda: next(scores), dict, {}, {}
     monitor = protection.callback()

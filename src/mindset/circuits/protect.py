@@ -10,7 +10,8 @@ the weights they started from.
 
 The canary monitor (a Lightning callback) scores the canary suites before training and every
 `check_every` steps. When a suite's accuracy has dropped more than `max_drop` below its baseline (a suite
-the model was at chance on when mapped is only logged: its accuracy is noise), the trainable weights and the optimizer state go back to the last state that passed (kept in memory), and
+the model was at chance on when mapped is only logged, its accuracy being noise, unless `chance_rollback`),
+the trainable weights and the optimizer state go back to the last state that passed (kept in memory), and
 the implicated units (those whose weights moved at least `implicate` × the largest move since that state)
 get their learning-rate scale multiplied by `tighten` (below `freeze_below`: frozen). The LR schedule
 and the data keep going (rolled-back steps are not replayed). Every check and rollback is logged to
@@ -46,6 +47,8 @@ class ProtectionConfig(BaseModel):
     implicate: float = Field(0.5, gt=0, le=1, description="implicated: moved at least this fraction of the largest move since the last good state")
     limit: int = Field(20, ge=1, description="documents per canary suite (shipped tasks)")
     rollback: bool = Field(True, description="False: only watch and log the canaries (an unprotected baseline run)")
+    chance_rollback: bool = Field(False, description="also roll back for a canary the model was at chance on when mapped "
+                                  "(its accuracy is noise); off: such a suite is only scored and logged")
 
 
 def unit_of(param_name: str, prefixes: dict[str, str]) -> str:
@@ -122,6 +125,8 @@ class Protection:
     def watched_only(self) -> set[str]:
         """Canary suites the model was at chance on when mapped (Importance.at_chance): their accuracy is
         noise, so it is scored and logged but never rolls training back (a noise dip once did, in the sweep)."""
+        if self.config.chance_rollback:
+            return set()
         return {r.suite for r in self.importances if getattr(r, "at_chance", False)}
 
     def score(self) -> dict[str, float]:
