@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,26 +101,11 @@ def load(url: str, model: str, clients: int, requests: list[list[int]], new_toke
     }
 
 
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float, log) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except Exception:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            log.seek(0)
-            raise RuntimeError(f"llama-server did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.5)
-
-
 @contextmanager
 def running_llama_server(binary: Path, gguf: Path, threads: int, options: list[str]):
     """llama-server `binary` on `gguf`, on a free loopback port, with `options` after the common flags; yields its
     base URL once healthy, and on exit terminates it (kills it after 30 s). agent_llama.py starts it here too."""
-    from mindset.serve.background import free_port
+    from mindset.serve.background import free_port, stop_process, wait_healthy
 
     port = free_port()
     command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads), "-tb", str(threads), *options]
@@ -129,15 +113,10 @@ def running_llama_server(binary: Path, gguf: Path, threads: int, options: list[s
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, process, 300, log)
+            wait_healthy(url, process, log, 300, "llama-server")
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @contextmanager

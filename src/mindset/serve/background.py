@@ -62,21 +62,32 @@ def serve_process(model: str, *options: str, start_timeout: float = 60.0):
     command = [sys.executable, "-m", "mindset", "serve", model, "--port", str(port), *options]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        deadline = time.time() + start_timeout
-        while not _healthy(url):
-            if process.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"mindset serve did not start: {log.read()[-2000:]}")
-            time.sleep(0.2)
+        wait_healthy(url, process, log, start_timeout, "mindset serve")
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log, timeout: float, name: str) -> None:
+    """Return once `url`/health answers 200; raise with the end of the process's `log` (a file) if it exits or
+    `timeout` seconds pass first. For any server with a /health route: mindset serve, llama-server."""
+    deadline = time.time() + timeout
+    while not _healthy(url):
+        if process.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            raise RuntimeError(f"{name} did not start: {log.read()[-2000:]}")
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
+    """Terminate a server process and wait for it; kill it if it is still running after `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _healthy(url: str) -> bool:
